@@ -1,0 +1,3 @@
+from atvdisk.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""The command line. The only place that prints messages for errors and sets exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from atvdisk import __version__
+from atvdisk.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, AtvdiskError
+from atvdisk.layout import bundled_layouts, load_layout
+
+log = logging.getLogger("atvdisk")
+
+
+@dataclass
+class Console:
+    """What the user sees. ``verbosity``: -1 quiet, 0 normal, 1 verbose, 2 debug."""
+
+    verbosity: int = 0
+    debug: bool = False
+
+    def out(self, text: str = "") -> None:
+        """Results (tables, JSON): always printed, also with --quiet."""
+        click.echo(text)
+
+    def info(self, text: str) -> None:
+        if self.verbosity >= 0:
+            click.echo(text, err=True)
+
+    def detail(self, text: str) -> None:
+        if self.verbosity >= 1:
+            click.echo(text, err=True)
+
+    def warn(self, text: str) -> None:
+        click.echo(click.style("warning: ", fg="yellow", bold=True) + text, err=True)
+
+
+class AtvdiskGroup(click.Group):
+    """Turns library exceptions into messages and exit codes; tracebacks only with --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AtvdiskError as e:
+            _report(ctx, e)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\natvdisk: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as e:  # a bug: say so, and keep the traceback for --debug
+            console = ctx.find_object(Console)
+            if console is not None and console.debug:
+                traceback.print_exc()
+            click.echo(f"atvdisk: internal error: {type(e).__name__}: {e}", err=True)
+            if console is None or not console.debug:
+                click.echo("  run again with --debug for the traceback, and please report it", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
+
+def _report(ctx: click.Context, e: AtvdiskError) -> None:
+    console = ctx.find_object(Console)
+    if console is not None and console.debug:
+        traceback.print_exc()
+    click.echo(click.style("atvdisk: error: ", fg="red", bold=True) + str(e), err=True)
+    if e.hint:
+        click.echo("  hint: " + e.hint, err=True)
+
+
+@click.group(cls=AtvdiskGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="atvdisk")
+@click.option("-v", "--verbose", count=True, help="Say more (repeat for the commands run).")
+@click.option("-q", "--quiet", is_flag=True, help="Only results and errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and every command run.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
+    """Rebuild the internal disk of an Apple TV (1st generation) so it boots OpenELEC,
+    or write the same disk as an image.
+
+    Start with `atvdisk plan --size 4G` to see what a build does, `atvdisk devices` to find
+    your disk, and `atvdisk build --help`.
+    """
+    verbosity = -1 if quiet else min(verbose, 2)
+    if debug:
+        verbosity = max(verbosity, 2)
+    ctx.obj = Console(verbosity=verbosity, debug=debug)
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[verbosity]
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+
+
+@main.command("layouts")
+@click.pass_obj
+def layouts_cmd(console: Console) -> None:
+    """List the bundled layouts with a one-line description."""
+    for name, path in bundled_layouts().items():
+        layout = load_layout(str(path))
+        console.out(f"{name:<16} {layout.description}")

@@ -1,0 +1,1 @@
+"""Pure-Python HFS+ / HFSX volume writer and reader (TN1150)."""
