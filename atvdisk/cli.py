@@ -13,6 +13,7 @@ import click
 from atvdisk import __version__
 from atvdisk.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, AtvdiskError
 from atvdisk.layout import bundled_layouts, load_layout
+from atvdisk.units import Quantity, SizeSyntaxError, parse_quantity
 
 log = logging.getLogger("atvdisk")
 
@@ -101,3 +102,62 @@ def layouts_cmd(console: Console) -> None:
     for name, path in bundled_layouts().items():
         layout = load_layout(str(path))
         console.out(f"{name:<16} {layout.description}")
+
+
+def _parse_size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Quantity | None:
+    """A disk size: bytes with a unit (4G, 4GB) or sectors (8451072s, of --sector-size bytes)."""
+    if value is None:
+        return None
+    try:
+        size = parse_quantity(value)
+    except SizeSyntaxError as e:
+        raise click.BadParameter(str(e)) from None
+    if size.value <= 0:
+        raise click.BadParameter("size must be positive")
+    return size
+
+
+layout_option = click.option(
+    "--layout",
+    "layout_name",
+    default="atv1-openelec",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="A bundled layout (see `atvdisk layouts`) or a layout .toml file.",
+)
+
+
+@main.command("plan")
+@layout_option
+@click.option("--size", callback=_parse_size_option, metavar="SIZE", help="Plan for a disk of this size: 4G, 4GB, 8451072s (sectors).")
+@click.option("--sector-size", type=click.Choice(["512", "4096"]), default=None, help="Logical sector size [default: the target's, or 512].")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (format atvdisk-plan/1).")
+@click.argument("target", required=False, metavar="[TARGET]")
+@click.pass_obj
+def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_size: str | None, as_json: bool, target: str | None) -> None:
+    """Show what a build would do: the partition table, filesystems and steps.
+
+    Give either --size (a hypothetical disk) or TARGET (an existing image file or disk, read
+    only). Nothing is written.
+
+    \b
+    Example:
+      atvdisk plan --size 4G
+      atvdisk plan --layout atv1-factory --size 40GB --json
+    """
+    from atvdisk.probe import probe_size
+    from atvdisk.resolver import resolve
+
+    if (size is None) == (target is None):
+        raise click.UsageError("give either --size SIZE or a TARGET (not both)")
+    layout = load_layout(layout_name)
+    if target is not None:
+        info = probe_size(target, image_sector_size=int(sector_size or 512))
+        if sector_size and int(sector_size) != info.sector_size:
+            raise click.UsageError(f"{target} has {info.sector_size}-byte sectors; --sector-size {sector_size} does not apply")
+        plan = resolve(layout, info.size_bytes, info.sector_size)
+    else:
+        assert size is not None
+        sector = int(sector_size or 512)
+        plan = resolve(layout, size.to_bytes(sector), sector)
+    console.out(plan.to_json() if as_json else plan.render())

@@ -282,7 +282,7 @@ class _Parser:
         self.name = name
         self.directory = directory
 
-    def fail(self, where: str, message: str, value: object = None, hint: str | None = None) -> LayoutError:
+    def fail(self, where: str, message: str, value: object = None, *, hint: str) -> LayoutError:
         return LayoutError(message, source=self.source, where=where, value=value, hint=hint)
 
     def check_keys(self, where: str, table: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
@@ -302,16 +302,16 @@ class _Parser:
             return default
         value = table[key]
         if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-            raise self.fail(f"{where}.{key}" if where else key, f"expected {_type_names(types)}, got {value!r}", value)
+            raise self.fail(f"{where}.{key}" if where else key, f"expected {_type_names(types)}, got {value!r}", value, hint=f"write {key} as {_type_names(types)}")
         if not isinstance(value, types):
-            raise self.fail(f"{where}.{key}" if where else key, f"expected {_type_names(types)}, got {value!r}", value)
+            raise self.fail(f"{where}.{key}" if where else key, f"expected {_type_names(types)}, got {value!r}", value, hint=f"write {key} as {_type_names(types)}")
         return value
 
     def quantity(self, where: str, value: Any) -> Quantity:
         try:
             q = parse_quantity(value)
         except SizeSyntaxError as e:
-            raise self.fail(where, str(e), value) from e
+            raise self.fail(where, str(e), value, hint="sizes look like '40s' (layout sectors), '35MiB', '4GB' or 'rest'") from e
         return q
 
     # ---------------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ class _Parser:
         if not raw_parts:
             raise self.fail("partition", "the layout has no partitions", hint="add at least one [[partition]] table")
         if len(raw_parts) > 128:
-            raise self.fail("partition", f"{len(raw_parts)} partitions; a GPT holds at most 128", len(raw_parts))
+            raise self.fail("partition", f"{len(raw_parts)} partitions; a GPT holds at most 128", len(raw_parts), hint="remove partitions")
         parts = tuple(self.partition(i, p, disk) for i, p in enumerate(raw_parts, 1))
         names = [p.name for p in parts]
         for i, n in enumerate(names, 1):
@@ -367,7 +367,7 @@ class _Parser:
         warn_above = self.quantity(f"{w}.warn_above", t["warn_above"]) if "warn_above" in t else None
         align = self.quantity(f"{w}.align", t["align"]) if "align" in t else None
         if align is not None and align.value == 0:
-            raise self.fail(f"{w}.align", "alignment must be positive", str(t["align"]))
+            raise self.fail(f"{w}.align", "alignment must be positive", str(t["align"]), hint="e.g. align = \"1MiB\", or remove it")
         atv_disk = self.get(w, t, "atv_disk", str, "/dev/sda")
         if not _ATV_DISK.match(atv_disk):
             raise self.fail(f"{w}.atv_disk", f"not a whole-disk device name on the ATV: {atv_disk!r}", atv_disk, hint="the internal disk is /dev/sda; a USB stick is /dev/sdb")
@@ -380,11 +380,11 @@ class _Parser:
     def partition(self, i: int, t: Any, disk: DiskSpec) -> PartitionSpec:
         w = f"partition[{i}]"
         if not isinstance(t, dict):
-            raise self.fail(w, f"expected a table, got {t!r}", t)
+            raise self.fail(w, f"expected a table, got {t!r}", t, hint="write each partition as a [[partition]] table")
         self.check_keys(w, t, {"name", "type", "start", "size", "min_size", "fs", "contents"})
         name = self.get(w, t, "name", str, required=True)
         if not name or len(name.encode("utf-16-le")) > 72:
-            raise self.fail(f"{w}.name", f"GPT partition names are 1 to 36 UTF-16 units: {name!r}", name)
+            raise self.fail(f"{w}.name", f"GPT partition names are 1 to 36 UTF-16 units: {name!r}", name, hint="use a short name such as \"OSBoot\"")
         type_text = self.get(w, t, "type", str, required=True)
         if type_text in {r.value for r in Role if r is not Role.RAW}:
             role = Role(type_text)
@@ -400,16 +400,16 @@ class _Parser:
                 hint="use efi, atvrecv, hfsplus, linux, swap, or a type GUID like 0FC63DAF-8483-4772-8E79-3D69D8477DE4",
             )
         if type_guid == "00000000-0000-0000-0000-000000000000":
-            raise self.fail(f"{w}.type", "the all-zero GUID marks an unused GPT entry", type_text)
+            raise self.fail(f"{w}.type", "the all-zero GUID marks an unused GPT entry", type_text, hint="use a real partition type GUID or a role name")
         size_raw = self.get(w, t, "size", (str, int), required=True)
         size = None if size_raw == "rest" else self.quantity(f"{w}.size", size_raw)
         if size is not None and size.value == 0:
-            raise self.fail(f"{w}.size", "size must be positive", size_raw)
+            raise self.fail(f"{w}.size", "size must be positive", size_raw, hint="give a size such as '100MiB', or 'rest'")
         start = self.quantity(f"{w}.start", t["start"]) if "start" in t else None
         min_size = None
         if "min_size" in t:
             if size is not None:
-                raise self.fail(f"{w}.min_size", "min_size only applies to a partition of size 'rest'", t["min_size"])
+                raise self.fail(f"{w}.min_size", "min_size only applies to a partition of size 'rest'", t["min_size"], hint="remove min_size, or set size = \"rest\"")
             min_size = self.quantity(f"{w}.min_size", t["min_size"])
         fs = self.fs(f"{w}.fs", self.get(w, t, "fs", dict, {"kind": "none"}), role, name)
         raw_contents = self.get(w, t, "contents", list, [])
@@ -439,23 +439,23 @@ class _Parser:
         block_size = self.get(w, t, "block_size", int)
         if block_size is not None:
             if kind is FsKind.EXT4 and block_size not in (1024, 2048, 4096):
-                raise self.fail(f"{w}.block_size", f"ext4 block size must be 1024, 2048 or 4096, not {block_size}", block_size)
+                raise self.fail(f"{w}.block_size", f"ext4 block size must be 1024, 2048 or 4096, not {block_size}", block_size, hint="use 4096")
             if kind.is_hfs and not (is_power_of_two(block_size) and 512 <= block_size <= 65536):
                 raise self.fail(f"{w}.block_size", f"HFS+ block size must be a power of two from 512 to 65536, not {block_size}", block_size, hint="4096 is what Apple's newfs_hfs uses")
         cluster_size = self.get(w, t, "cluster_size", int)
         if cluster_size is not None and not (is_power_of_two(cluster_size) and 512 <= cluster_size <= 65536):
-            raise self.fail(f"{w}.cluster_size", f"FAT cluster size must be a power of two from 512 to 65536 bytes, not {cluster_size}", cluster_size)
+            raise self.fail(f"{w}.cluster_size", f"FAT cluster size must be a power of two from 512 to 65536 bytes, not {cluster_size}", cluster_size, hint="remove it to let atvdisk choose, or use 512 for a 34 MiB EFI partition")
         journal_size = None
         if "journal_size" in t:
             q = self.quantity(f"{w}.journal_size", t["journal_size"])
             if q.unit != "bytes":
-                raise self.fail(f"{w}.journal_size", "give the journal size in bytes units (e.g. '8MiB')", t["journal_size"])
+                raise self.fail(f"{w}.journal_size", "the journal size must be in bytes, not sectors", t["journal_size"], hint="e.g. journal_size = \"8MiB\"")
             journal_size = q.value
             if journal is False:
-                raise self.fail(f"{w}.journal_size", "journal_size given but journal = false", t["journal_size"])
+                raise self.fail(f"{w}.journal_size", "journal_size given but journal = false", t["journal_size"], hint="remove journal_size, or set journal = true")
         reserved = self.get(w, t, "reserved_percent", int)
         if reserved is not None and not 0 <= reserved <= 50:
-            raise self.fail(f"{w}.reserved_percent", f"must be 0 to 50, not {reserved}", reserved)
+            raise self.fail(f"{w}.reserved_percent", f"must be 0 to 50, not {reserved}", reserved, hint="5 is mke2fs's default; 0 or 1 suits a media partition")
         if kind.is_hfs and journal is None:
             journal = False
         if kind is FsKind.EXT4 and journal is None:
@@ -474,12 +474,12 @@ class _Parser:
             from atvdisk.hfsplus.unicode import hfs_name_units
 
             if not label:
-                raise self.fail(w, "an HFS+ volume name must not be empty", label)
+                raise self.fail(w, "an HFS+ volume name must not be empty", label, hint="give a name, or remove label to use the partition name")
             units = hfs_name_units(label)
             if units > limit:
                 raise self.fail(w, f"HFS+ volume name is {units} UTF-16 units once decomposed; the limit is {limit}", label, hint="shorten the volume name")
             if "\0" in label:
-                raise self.fail(w, "a volume name must not contain NUL", label)
+                raise self.fail(w, "a volume name must not contain NUL", label, hint="remove the NUL character")
             return
         if kind is FsKind.FAT32:
             if len(label) > limit or not set(label) <= FAT_LABEL_CHARS:
@@ -491,7 +491,7 @@ class _Parser:
 
     def content(self, w: str, t: Any) -> ContentSpec:
         if not isinstance(t, dict):
-            raise self.fail(w, f"expected a table, got {t!r}", t)
+            raise self.fail(w, f"expected a table, got {t!r}", t, hint="write contents as tables: { kind = \"file\", ... }")
         kind_text = self.get(w, t, "kind", str, required=True)
         try:
             kind = ContentKind(kind_text)
@@ -510,11 +510,11 @@ class _Parser:
                 if m.group(1) not in PLACEHOLDERS:
                     raise self.fail(f"{w}.source", f"unknown placeholder {{{m.group(1)}}}", source, hint="placeholders: " + ", ".join("{" + p + "}" for p in PLACEHOLDERS))
             if not source:
-                raise self.fail(f"{w}.source", "source must not be empty", source)
+                raise self.fail(f"{w}.source", "source must not be empty", source, hint="give a path or a placeholder such as {openelec}/KERNEL")
         text = self.get(w, t, "text", str)
         target = self.get(w, t, "target", str)
         if target is not None and not target:
-            raise self.fail(f"{w}.target", "a symlink target must not be empty", target)
+            raise self.fail(f"{w}.target", "a symlink target must not be empty", target, hint="give the path the link points to")
         mode = None
         if "mode" in t:
             mode = self.mode(f"{w}.mode", t["mode"])
@@ -534,9 +534,9 @@ class _Parser:
         elif isinstance(value, int) and not isinstance(value, bool):
             mode = value
         else:
-            raise self.fail(w, f"mode must be an octal string like \"0755\", not {value!r}", value)
+            raise self.fail(w, f"mode must be an octal string, not {value!r}", value, hint='e.g. mode = "0755"')
         if not 0 <= mode <= 0o7777:
-            raise self.fail(w, f"mode out of range: {oct(mode)}", value)
+            raise self.fail(w, f"mode out of range: {oct(mode)}", value, hint='permission bits only, at most "7777"')
         return mode
 
     def dest_path(self, w: str, path: str, *, allow_root: bool) -> str:
@@ -544,7 +544,7 @@ class _Parser:
         if not p:
             if allow_root:
                 return ""
-            raise self.fail(w, "a path inside the filesystem is required here", path)
+            raise self.fail(w, "a path inside the filesystem is required here", path, hint='e.g. path = "KERNEL"')
         parts = PurePosixPath(p).parts
         if any(part in ("..", ".") for part in parts) or "\0" in p:
             raise self.fail(w, f"path must stay inside the filesystem: {path!r}", path, hint="use a relative path without '..'")
@@ -561,16 +561,16 @@ class _Parser:
                 raise self.fail(f"{w}.{key}", f"no partition named {value!r}", value, hint="partitions: " + ", ".join(names))
         bp = parts[names.index(boot)]
         if not bp.fs.kind.holds_files:
-            raise self.fail(f"{w}.boot", f"the boot partition {boot!r} has no filesystem to hold the kernel", boot)
+            raise self.fail(f"{w}.boot", f"the boot partition {boot!r} has no filesystem to hold the kernel", boot, hint="name the partition that holds KERNEL (OSBoot)")
         sp = parts[names.index(storage)]
         if not sp.fs.kind.holds_files:
-            raise self.fail(f"{w}.storage", f"the storage partition {storage!r} has no filesystem", storage)
+            raise self.fail(f"{w}.storage", f"the storage partition {storage!r} has no filesystem", storage, hint="name OpenELEC's storage partition (Media)")
         kernel = self.get(w, t, "kernel", str, "KERNEL")
         if not kernel or "/" in kernel or any(c in kernel for c in "\"'$`\\ \n"):
-            raise self.fail(f"{w}.kernel", f"kernel must be a plain file name, not {kernel!r}", kernel)
+            raise self.fail(f"{w}.kernel", f"kernel must be a plain file name, not {kernel!r}", kernel, hint='e.g. kernel = "KERNEL"')
         options = self.get(w, t, "options", str, "quiet nosplash")
         if any(c in options for c in "\"$`\\\n"):
-            raise self.fail(f"{w}.options", "options must not contain quotes, $, ` or backslashes", options)
+            raise self.fail(f"{w}.options", "options must not contain quotes, $, ` or backslashes", options, hint='e.g. options = "quiet nosplash"')
         name_by_text = self.get(w, t, "name_by", str, "device")
         try:
             name_by = NameBy(name_by_text)

@@ -21,21 +21,23 @@ MIB = 1024**2
 GIB = 1024**3
 TIB = 1024**4
 
+# Case matters: "Mb" (megabits?) is refused rather than guessed.
 _FACTORS: dict[str, int] = {
-    "b": 1,
+    "B": 1,
     "": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "kib": KIB,
-    "mib": MIB,
-    "gib": GIB,
-    "tib": TIB,
-    "k": KIB,
-    "m": MIB,
-    "g": GIB,
-    "t": TIB,
+    "kB": 1000,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KiB": KIB,
+    "MiB": MIB,
+    "GiB": GIB,
+    "TiB": TIB,
+    "K": KIB,
+    "M": MIB,
+    "G": GIB,
+    "T": TIB,
 }
 
 _QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
@@ -84,7 +86,7 @@ def parse_quantity(text: str | int) -> Quantity:
         if "." in number:
             raise SizeSyntaxError(f"a sector count must be a whole number: {text!r}")
         return Quantity(int(number), Unit.SECTORS)
-    factor = _FACTORS.get(suffix.lower())
+    factor = _FACTORS.get(suffix)
     if factor is None:
         raise SizeSyntaxError(
             f"unknown unit {suffix!r} in {text!r}; use s, B, kB, MB, GB, TB, KiB, MiB, GiB, TiB, K, M, G or T"
@@ -110,8 +112,8 @@ def parse_bytes(text: str | int) -> int:
 def format_parted(nbytes: int) -> str:
     """Format like parted's default ``compact`` unit: ``20.5kB``, ``35.7MB``, ``4327MB``.
 
-    parted picks the largest decimal unit in which the value is at least 10, then prints three
-    significant digits at most below 100 (and whole numbers from 100 up).
+    parted picks the largest decimal unit in which the value is at least 10, then prints two
+    decimals below 10, one below 100, and whole numbers from 100 up (trailing zeros kept).
     """
     units = [("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("kB", 1000)]
     name, size = "B", 1
@@ -122,10 +124,7 @@ def format_parted(nbytes: int) -> str:
     d = nbytes / size
     w = d + (0.005 if d < 10 else 0.05 if d < 100 else 0.5)
     precision = 2 if w < 10 else 1 if w < 100 else 0
-    text = f"{d:.{precision}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return f"{text}{name}"
+    return f"{d:.{precision}f}{name}"
 
 
 def format_iec(nbytes: int) -> str:
