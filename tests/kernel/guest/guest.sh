@@ -1,0 +1,127 @@
+# Shell library sourced (busybox sh) before every test script in the atvdisk kernel-test guest.
+# Each function writes records under $RESULTS that tests/kernel/records.py parses on the host;
+# each returns the status of the command it wraps, so `guest_mount ... && guest_list ...` works.
+#
+#   guest_blkid [DEV...]                      blkid -p -o export of DEVs (default: every sd*)
+#   guest_mount NAME DEV FSTYPE [OPTS] [DIR]  mount (DIR defaults to /mnt/NAME), with its dmesg
+#   guest_umount NAME                         unmount what guest_mount NAME mounted, with dmesg
+#   guest_list NAME [DIR]                     every entry under DIR (default: NAME's mount)
+#   guest_swapon NAME DEV                     swapon DEV, /proc/swaps, dmesg, then swapoff
+#   guest_save NAME CMD [ARG...]              CMD's stdout -> NAME, stderr -> NAME.err, status
+#
+# Environment: RESULTS (results directory), JOB (the job's files), ATVDISK_REAL_KEXEC (path of
+# kexec-tools' kexec, deliberately not on PATH), KVER (the kernel release).
+
+RESULTS=${RESULTS:-/results}
+_guest_seq=0
+
+# Write a unique marker into the kernel log; print it.
+_guest_mark() {
+    _guest_seq=$((_guest_seq + 1))
+    _guest_m="atvdisk-mark-$$-$_guest_seq-$1"
+    echo "<7>$_guest_m" > /dev/kmsg
+    echo "$_guest_m"
+}
+
+# Kernel log lines after marker $1.
+_guest_dmesg_since() {
+    dmesg -s 4194304 | awk -v m="$1" 'f { print } index($0, m) { f = 1 }'
+}
+
+guest_save() {
+    local name=$1
+    shift
+    mkdir -p "$(dirname "$RESULTS/$name")"
+    "$@" > "$RESULTS/$name" 2> "$RESULTS/$name.err"
+    local rc=$?
+    echo $rc > "$RESULTS/$name.rc"
+    return $rc
+}
+
+guest_blkid() {
+    local dir=$RESULTS/blkid devs="$*" dev name rc=0
+    mkdir -p "$dir"
+    if [ -z "$devs" ]; then
+        for name in $(ls /sys/class/block); do
+            case $name in sd*) devs="$devs /dev/$name" ;; esac
+        done
+    fi
+    for dev in $devs; do
+        name=${dev##*/}
+        blkid -p -o export "$dev" > "$dir/$name" 2> "$dir/$name.err"
+        echo $? > "$dir/$name.rc"
+    done
+    return 0
+}
+
+guest_mount() {
+    local name=$1 dev=$2 fstype=$3 opts=${4:-defaults} dir=${5:-/mnt/$1}
+    local out=$RESULTS/mount/$1 mark rc
+    mkdir -p "$out" "$dir"
+    echo "$dir" > "$out/dir"
+    echo "$dev" > "$out/dev"
+    mark=$(_guest_mark "mount-$name")
+    mount -t "$fstype" -o "$opts" "$dev" "$dir" 2> "$out/stderr"
+    rc=$?
+    echo $rc > "$out/rc"
+    _guest_dmesg_since "$mark" > "$out/dmesg"
+    awk -v d="$dir" '$2 == d' /proc/mounts > "$out/mounts"
+    return $rc
+}
+
+guest_umount() {
+    local name=$1 out=$RESULTS/umount/$1 dir mark rc
+    dir=$(cat "$RESULTS/mount/$name/dir") || return 2
+    mkdir -p "$out"
+    mark=$(_guest_mark "umount-$name")
+    umount "$dir" 2> "$out/stderr"
+    rc=$?
+    echo $rc > "$out/rc"
+    _guest_dmesg_since "$mark" > "$out/dmesg"
+    return $rc
+}
+
+# Records, all in the order of names0 (NUL-separated "./path" names, from find -xdev):
+#   stat     one "%f %s %u %g %h %i %Y %n" line per name (the name last, verbatim)
+#   sha256   sha256sum lines for the regular files in files0, in that order
+#   links    for the symlinks in links0: readlink's output then a NUL, per link
+guest_list() {
+    local name=$1 dir=${2:-} out=$RESULTS/list/$1 rc
+    [ -n "$dir" ] || dir=$(cat "$RESULTS/mount/$name/dir" 2>/dev/null)
+    mkdir -p "$out"
+    echo "$dir" > "$out/dir"
+    if [ ! -d "$dir" ]; then
+        echo "guest_list: no directory '$dir' for $name" > "$out/stderr"
+        echo 2 > "$out/rc"
+        return 2
+    fi
+    (
+        cd "$dir" || exit 2
+        find . -xdev -print0 > "$out/names0" || exit 3
+        find . -xdev -type f -print0 > "$out/files0" || exit 3
+        find . -xdev -type l -print0 > "$out/links0" || exit 3
+        xargs -0 -r -a "$out/names0" stat -c '%f %s %u %g %h %i %Y %n' > "$out/stat" || exit 4
+        xargs -0 -r -a "$out/files0" sha256sum > "$out/sha256" || exit 5
+        xargs -0 -r -a "$out/links0" sh -c 'for f; do readlink "$f"; printf "\0"; done' sh > "$out/links" || exit 6
+    ) 2> "$out/stderr"
+    rc=$?
+    echo $rc > "$out/rc"
+    return $rc
+}
+
+guest_swapon() {
+    local name=$1 dev=$2 out=$RESULTS/swap/$1 mark rc
+    mkdir -p "$out"
+    echo "$dev" > "$out/dev"
+    mark=$(_guest_mark "swapon-$name")
+    swapon "$dev" 2> "$out/stderr"
+    rc=$?
+    echo $rc > "$out/rc"
+    cat /proc/swaps > "$out/swaps"
+    if [ $rc = 0 ]; then
+        swapoff "$dev" 2>> "$out/stderr"
+        echo $? > "$out/swapoff_rc"
+    fi
+    _guest_dmesg_since "$mark" > "$out/dmesg"
+    return $rc
+}

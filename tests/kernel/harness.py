@@ -1,0 +1,359 @@
+"""Boot the real Debian kernel under qemu (TCG) against disk images and bring results back.
+
+One call, one boot: :func:`run_guest` attaches the images read-only-to-the-host (qemu
+``snapshot=on``: the guest may write, the writes are discarded) as ``/dev/sda``, ``/dev/sdb``,
+... on q35's AHCI controller (so partitions are ``/dev/sda1``.. and a generated ATV boot script
+runs unmodified), runs ``script`` with busybox ``sh`` as part of the guest's init, and returns a
+:class:`GuestResult`: the console log, the script's exit status and output, the kernel log, and
+every file the script wrote under ``$RESULTS``. Results travel as a tar on a second, virtio
+disk (``/dev/vda``, never an ``sd*`` name). Keep boots few: put several checks in one script.
+
+The script runs with ``guest/guest.sh`` sourced, whose helpers write records that
+:class:`GuestResult` parses (see ``records.py``):
+
+=================================  ============================================================
+guest side (in ``script``)         host side (on the result)
+=================================  ============================================================
+``guest_blkid [DEV...]``           ``result.blkid()`` -> {"/dev/sda1": {"TYPE": "vfat", ...}}
+``guest_mount N DEV FS [OPTS]``    ``result.mount(N)`` -> rc, effective options, dmesg lines
+``guest_umount N``                 ``result.umount(N)`` -> rc, dmesg lines
+``guest_list N [DIR]``             ``result.listing(N)`` -> {path: Entry(type, mode, size,
+                                   uid, gid, sha256, target, ...)} (any byte in names is safe)
+``guest_swapon N DEV``             ``result.swap(N)`` -> rc, /proc/swaps rows, dmesg lines
+``guest_save N CMD ARGS``          ``result.text(N)`` (stdout), ``N.err``, ``N.rc``
+anything else writing ``$RESULTS``  ``result.files[relative path]`` (bytes)
+=================================  ============================================================
+
+Inside the guest: ``$JOB`` holds ``files`` (mode 0755, so recorder scripts can be put first on
+``PATH``: ``export PATH=$JOB/bin:$PATH``), ``$ATVDISK_REAL_KEXEC`` is kexec-tools' ``kexec``
+(deliberately not on ``PATH``), ``$KVER`` the kernel release. Modules for AHCI/SCSI disks,
+virtio, hfsplus, vfat/msdos (+ nls cp437, iso8859-1, utf8), ext4 and loop are loaded;
+swap, GPT/MBR partitions and kexec are built in.
+
+Example::
+
+    from tests.kernel.harness import run_guest   # inside tests/kernel: from .harness import ...
+
+    result = run_guest(
+        [Path("disk.img")],
+        '''
+        guest_blkid
+        guest_mount efi /dev/sda1 vfat ro && guest_list efi
+        guest_mount media /dev/sda4 ext4 rw && guest_list media
+        guest_swapon swap /dev/sda5
+        guest_save filesystems cat /proc/filesystems
+        ''',
+        timeout=120,
+    )
+    assert result.blkid()["/dev/sda1"]["TYPE"] == "vfat"
+    assert not result.mount("media").read_only
+    assert result.listing("efi")["EFI/BOOT/x.efi"].sha256 == expected
+    assert "hfsplus" in result.text("filesystems")
+
+Failures raise (see ``errors.py``): :class:`GuestScriptFailed` when the script exits non-zero
+(``check=False`` returns the result instead), :class:`GuestTimeout` when the guest does not
+power off in ``timeout`` seconds, :class:`GuestNoResult` when qemu ends without results (panic,
+kexec: with ``check=False`` the result has ``status=None`` and the console log),
+:class:`GuestSetupFailed` when the init could not load a module or attach the disks. Their
+messages end with the tail of the guest console.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import records
+from ._run import popen
+from .assets import GuestAssets, prepare_assets
+from .errors import (
+    GuestError,
+    GuestNoResult,
+    GuestScriptFailed,
+    GuestSetupFailed,
+    GuestTimeout,
+)
+from .initramfs import job_archive
+
+QEMU = "qemu-system-x86_64"
+MAX_DISKS = 6  # ports of q35's ICH9 AHCI controller
+RESULTS_DEV = "/dev/vda"
+BASE_APPEND = "console=ttyS0,115200 panic=-1 quiet printk.devkmsg=on rdinit=/init"
+
+
+@dataclass(frozen=True)
+class Disk:
+    """An image to attach. ``readonly=True`` makes the guest see a read-only disk (mounts must
+    be ``ro``); the default, ``snapshot=on``, lets the guest write and throws the writes away."""
+
+    path: Path
+    readonly: bool = False
+    format: str = "raw"
+
+    @classmethod
+    def of(cls, value: Disk | Path | str) -> Disk:
+        return value if isinstance(value, Disk) else cls(Path(value))
+
+
+@dataclass(frozen=True)
+class GuestResult:
+    """What one guest run brought back."""
+
+    console: str  # the serial console (markers, script output, kernel errors)
+    status: int | None  # the script's exit status; None if no results came back
+    output: str  # the script's stdout and stderr
+    files: Mapping[str, bytes]  # everything the script wrote under $RESULTS
+    dmesg: str  # the guest's kernel log when the script ended
+    seconds: float  # wall time of the qemu process
+    init_uptime: float | None  # guest uptime when /init started (kernel boot time)
+    ready_uptime: float | None  # guest uptime when the script started (modules, disks)
+    argv: tuple[str, ...] = field(default=(), repr=False)  # the qemu command line
+
+    def text(self, name: str) -> str:
+        return records._text(self.files, name)
+
+    def blkid(self) -> dict[str, dict[str, str]]:
+        return records.blkid(self.files)
+
+    def mount(self, name: str) -> records.MountRecord:
+        return records.mount(self.files, name)
+
+    def umount(self, name: str) -> records.CommandRecord:
+        return records.umount(self.files, name)
+
+    def listing(self, name: str) -> dict[str, records.Entry]:
+        return records.listing(self.files, name)
+
+    def swap(self, name: str) -> records.SwapRecord:
+        return records.swap(self.files, name)
+
+    def dmesg_lines(self) -> list[str]:
+        return records.dmesg_lines(self.dmesg)
+
+
+@functools.cache
+def default_assets() -> GuestAssets:
+    """The assets from the default cache, prepared once per process."""
+    return prepare_assets()
+
+
+def _qemu_path(path: Path) -> str:
+    return str(path.resolve()).replace(",", ",,")
+
+
+def qemu_argv(
+    assets: GuestAssets,
+    disks: Sequence[Disk],
+    initrd: Path,
+    results: Path,
+    console: Path,
+    *,
+    append: str = "",
+    memory_mb: int = 512,
+    kernel_image: str = "auto",
+) -> list[str]:
+    """The qemu command line of a run (exposed for debugging: run it by hand with -serial stdio)."""
+    kernel = assets.kernel
+    if kernel_image == "auto":
+        image = kernel.vmlinux or kernel.vmlinuz
+    elif kernel_image == "bzimage":
+        image = kernel.vmlinuz
+    else:
+        raise ValueError(f"kernel_image must be 'auto' or 'bzimage', not {kernel_image!r}")
+    argv = [
+        QEMU,
+        "-machine", "q35",
+        "-accel", "tcg",
+        "-cpu", "max",
+        "-smp", "1",
+        "-m", str(memory_mb),
+        "-nodefaults",
+        "-no-user-config",
+        "-display", "none",
+        "-monitor", "none",
+        "-no-reboot",
+        "-chardev", f"file,id=console,path={_qemu_path(console)}",
+        "-serial", "chardev:console",
+        "-kernel", str(image),
+        "-initrd", str(initrd),
+        "-append", f"{BASE_APPEND} {append}".strip(),
+    ]  # fmt: skip
+    for i, disk in enumerate(disks):
+        mode = "readonly=on" if disk.readonly else "snapshot=on"
+        argv += [
+            "-drive", f"if=none,id=disk{i},file={_qemu_path(disk.path)},format={disk.format},{mode}",
+            "-device", f"ide-hd,bus=ide.{i},drive=disk{i},model=ATVDISK{i}",
+        ]  # fmt: skip
+    argv += [
+        "-drive", f"if=none,id=results,file={_qemu_path(results)},format=raw",
+        "-device", "virtio-blk-pci,drive=results",
+    ]  # fmt: skip
+    return argv
+
+
+def _job_env(disks: Sequence[Disk], env: Mapping[str, str]) -> bytes:
+    names = " ".join(f"sd{chr(ord('a') + i)}" for i in range(len(disks)))
+    lines = [f"ATVDISK_DISKS={shlex.quote(names)}", f"ATVDISK_RESULTS_DEV={RESULTS_DEV}"]
+    for key, value in env.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"invalid environment variable name {key!r}")
+        lines.append(f"export {key}={shlex.quote(value)}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _marker_uptime(console: str, marker: str) -> float | None:
+    m = re.search(rf"^ATVDISK-GUEST: {marker} (\d+\.\d+)", console, re.M)
+    return float(m.group(1)) if m else None
+
+
+def _read_results(path: Path) -> tuple[dict[str, bytes], dict[str, bytes]] | None:
+    """(results files, meta files) from the results disk, or None if the guest wrote nothing."""
+    with open(path, "rb") as f:
+        if not any(f.read(1024)):
+            return None
+    meta: dict[str, bytes] = {}
+    files: dict[str, bytes] = {}
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            name = member.name.removeprefix("./")
+            top, _, rel = name.partition("/")
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            if top == "results":
+                files[rel] = data
+            elif top == "meta":
+                meta[rel] = data
+    return files, meta
+
+
+def run_guest(
+    disks: Sequence[Disk | Path | str],
+    script: str,
+    *,
+    timeout: float = 120,
+    files: Mapping[str, bytes] | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    assets: GuestAssets | None = None,
+    append: str = "",
+    memory_mb: int = 512,
+    results_mb: int = 256,
+    kernel_image: str = "auto",
+) -> GuestResult:
+    """Boot the guest with ``disks`` attached, run ``script``, return what it brought back.
+
+    ``files`` are put under ``$JOB`` (relative paths, mode 0755); ``env`` is exported to the
+    script; ``append`` is added to the kernel command line; ``results_mb`` bounds what the
+    script may write under ``$RESULTS`` (a sparse file on the host). ``kernel_image="bzimage"``
+    boots the package's vmlinuz instead of its extracted vmlinux (slower under TCG).
+    """
+    assets = assets or default_assets()
+    attached = [Disk.of(d) for d in disks]
+    if len(attached) > MAX_DISKS:
+        raise ValueError(f"at most {MAX_DISKS} disks, got {len(attached)}")
+    for disk in attached:
+        if not disk.path.is_file() and not disk.path.is_block_device():
+            raise FileNotFoundError(f"disk image {disk.path} does not exist")
+    if shutil.which(QEMU) is None:
+        raise GuestError(f"{QEMU} not found", hint="apt-get install qemu-system-x86")
+
+    job = [
+        ("etc/atvdisk/job.env", _job_env(attached, env or {}), 0o644),
+        ("etc/atvdisk/script.sh", script.encode(), 0o644),
+    ]
+    for name, data in (files or {}).items():
+        job.append((f"job/{name.lstrip('/')}", data, 0o755))
+
+    with tempfile.TemporaryDirectory(prefix="atvdisk-guest-") as tmpname:
+        tmp = Path(tmpname)
+        initrd = tmp / "initrd.cpio"
+        with open(initrd, "wb") as out, open(assets.initramfs, "rb") as base:
+            shutil.copyfileobj(base, out)
+            out.write(job_archive(job))
+        results = tmp / "results.img"
+        with open(results, "wb") as f:
+            f.truncate(results_mb << 20)
+        console_path = tmp / "console.log"
+        argv = qemu_argv(
+            assets,
+            attached,
+            initrd,
+            results,
+            console_path,
+            append=append,
+            memory_mb=memory_mb,
+            kernel_image=kernel_image,
+        )
+        qemu_log = tmp / "qemu.log"
+        start = time.monotonic()
+        with open(qemu_log, "wb") as log_file:
+            # qemu's snapshot overlays go to TMPDIR: keep them in our temporary directory.
+            proc = popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "TMPDIR": str(tmp)},
+            )
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise GuestTimeout(
+                    f"the guest did not finish within {timeout:g} s (qemu killed)",
+                    console=_read_console(console_path),
+                    hint="a script waiting forever, or a slow host: raise timeout=",
+                ) from None
+        seconds = time.monotonic() - start
+        console = _read_console(console_path)
+        if proc.returncode != 0:
+            raise GuestError(
+                f"qemu exited with status {proc.returncode}: {qemu_log.read_text(errors='replace').strip()}",
+                console=console,
+            )
+        found = _read_results(results)
+
+    init_uptime = _marker_uptime(console, "init")
+    ready_uptime = _marker_uptime(console, "ready")
+    if found is None:
+        if check:
+            raise GuestNoResult("qemu exited but the guest wrote no results", console=console)
+        return GuestResult(console, None, "", {}, "", seconds, init_uptime, ready_uptime, tuple(argv))
+    result_files, meta = found
+    status_text = meta.get("status", b"").decode().strip()
+    if status_text == "setup":
+        reason = meta.get("setup-error", b"").decode(errors="replace").strip()
+        raise GuestSetupFailed(f"the guest's init failed before the script: {reason}", console=console)
+    result = GuestResult(
+        console=console,
+        status=int(status_text),
+        output=meta.get("output", b"").decode("utf-8", "replace"),
+        files=result_files,
+        dmesg=meta.get("dmesg", b"").decode("utf-8", "replace"),
+        seconds=seconds,
+        init_uptime=init_uptime,
+        ready_uptime=ready_uptime,
+        argv=tuple(argv),
+    )
+    if check and result.status != 0:
+        raise GuestScriptFailed(f"the guest script exited with status {result.status}", result=result)
+    return result
+
+
+def _read_console(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", "replace").replace("\r\n", "\n")
+    except FileNotFoundError:
+        return ""
