@@ -161,3 +161,8 @@ def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_s
         sector = int(sector_size or 512)
         plan = resolve(layout, size.to_bytes(sector), sector)
     console.out(plan.to_json() if as_json else plan.render())
+
+
+from atvdisk.devices_cli import devices_cmd  # noqa: E402
+
+main.add_command(devices_cmd)
