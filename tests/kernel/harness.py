@@ -1,7 +1,7 @@
 """Boot the real Debian kernel under qemu (TCG) against disk images and bring results back.
 
-One call, one boot: :func:`run_guest` attaches the images read-only-to-the-host (qemu
-``snapshot=on``: the guest may write, the writes are discarded) as ``/dev/sda``, ``/dev/sdb``,
+One call, one boot: :func:`run_guest` attaches the images with qemu ``snapshot=on`` (the
+guest may write, the writes are discarded; :class:`Disk` ``readonly=True`` forbids them) as ``/dev/sda``, ``/dev/sdb``,
 ... on q35's AHCI controller (so partitions are ``/dev/sda1``.. and a generated ATV boot script
 runs unmodified), runs ``script`` with busybox ``sh`` as part of the guest's init, and returns a
 :class:`GuestResult`: the console log, the script's exit status and output, the kernel log, and
@@ -93,8 +93,12 @@ BASE_APPEND = "console=ttyS0,115200 panic=-1 quiet printk.devkmsg=on rdinit=/ini
 
 @dataclass(frozen=True)
 class Disk:
-    """An image to attach. ``readonly=True`` makes the guest see a read-only disk (mounts must
-    be ``ro``); the default, ``snapshot=on``, lets the guest write and throws the writes away."""
+    """An image to attach, always with qemu ``snapshot=on``: the image file is never written.
+
+    By default the guest may write (the writes are thrown away at exit). ``readonly=True``
+    also makes the guest's kernel treat the disk and its partitions as read-only (``blockdev
+    --setro`` before the script: qemu's AHCI disks cannot be read-only devices), so rw mounts
+    fail as on write-protected media."""
 
     path: Path
     readonly: bool = False
@@ -189,9 +193,8 @@ def qemu_argv(
         "-append", f"{BASE_APPEND} {append}".strip(),
     ]  # fmt: skip
     for i, disk in enumerate(disks):
-        mode = "readonly=on" if disk.readonly else "snapshot=on"
         argv += [
-            "-drive", f"if=none,id=disk{i},file={_qemu_path(disk.path)},format={disk.format},{mode}",
+            "-drive", f"if=none,id=disk{i},file={_qemu_path(disk.path)},format={disk.format},snapshot=on",
             "-device", f"ide-hd,bus=ide.{i},drive=disk{i},model=ATVDISK{i}",
         ]  # fmt: skip
     argv += [
@@ -202,8 +205,13 @@ def qemu_argv(
 
 
 def _job_env(disks: Sequence[Disk], env: Mapping[str, str]) -> bytes:
-    names = " ".join(f"sd{chr(ord('a') + i)}" for i in range(len(disks)))
-    lines = [f"ATVDISK_DISKS={shlex.quote(names)}", f"ATVDISK_RESULTS_DEV={RESULTS_DEV}"]
+    names = [f"sd{chr(ord('a') + i)}" for i in range(len(disks))]
+    read_only = [name for name, disk in zip(names, disks) if disk.readonly]
+    lines = [
+        f"ATVDISK_DISKS={shlex.quote(' '.join(names))}",
+        f"ATVDISK_RO_DISKS={shlex.quote(' '.join(read_only))}",
+        f"ATVDISK_RESULTS_DEV={RESULTS_DEV}",
+    ]
     for key, value in env.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise ValueError(f"invalid environment variable name {key!r}")

@@ -31,7 +31,8 @@ FORMAT = 1
 
 GUEST_DIR = Path(__file__).parent / "guest"
 
-# Loaded in this order (each after its modules.dep dependencies); a missing one fails the build.
+# Loaded in this order (each after its modules.dep dependencies), then the nls modules of the
+# kernel's default FAT iocharset/codepage and NLS; a missing one fails the build.
 REQUIRED_MODULES = (
     # images on q35's AHCI controller -> /dev/sda, /dev/sdb..; the results disk on virtio-blk
     "ahci",
@@ -50,7 +51,7 @@ REQUIRED_MODULES = (
     "loop",
 )
 # Loaded when present; a load failure is only logged (crc32c-intel needs SSE4.2, ...).
-OPTIONAL_MODULES = ("crc32c-intel", "crct10dif_generic", "crc64_rocksoft_generic", "hfs")
+OPTIONAL_MODULES = ("crc32c-intel", "crct10dif_generic", "crc64_rocksoft_generic")
 
 GUEST_KEXEC = "/opt/kexec-tools/sbin/kexec"  # off PATH: rehearsals put recorders first anyway
 
@@ -193,7 +194,15 @@ def module_load_order(kernel: Kernel) -> list[tuple[str, bool]]:
         seen.add(path)
         order.append((path, required))
 
-    for wanted, required in [(m, True) for m in REQUIRED_MODULES] + [(m, False) for m in OPTIONAL_MODULES]:
+    config = kernel.config()
+    # The code pages FAT mounts use when the options name none.
+    defaults = [
+        f"nls_{config.get('CONFIG_FAT_DEFAULT_IOCHARSET', '').strip(chr(34))}",
+        f"nls_cp{config.get('CONFIG_FAT_DEFAULT_CODEPAGE', '437')}",
+        f"nls_{config.get('CONFIG_NLS_DEFAULT', '').strip(chr(34))}",
+    ]
+    wanted_modules = [(m, True) for m in (*REQUIRED_MODULES, *defaults) if m != "nls_"]
+    for wanted, required in wanted_modules + [(m, False) for m in OPTIONAL_MODULES]:
         name = _norm(wanted)
         if name in builtin:
             continue

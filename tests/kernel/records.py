@@ -209,8 +209,10 @@ class Entry:
     mtime: int = 0
 
     def key(self) -> tuple[object, ...]:
-        """The fields a content comparison uses (not inode, nlink of directories, mtime)."""
-        return (self.path, self.type, self.mode, self.size, self.uid, self.gid, self.sha256, self.target)
+        """The fields a content comparison uses: not inode, nlink, mtime, nor the size of a
+        directory (it depends on the file system, not on the contents)."""
+        size = None if self.type == "d" else self.size
+        return (self.path, self.type, self.mode, size, self.uid, self.gid, self.sha256, self.target)
 
 
 def _decode(raw: bytes) -> str:

@@ -47,6 +47,10 @@ say "init $(uptime_s)"
 while read -r kind path; do
     name=${path##*/}
     name=${name%.ko}
+    if [ "$name" = sd_mod ]; then
+        # Disks are bound to sd one by one below, in image order.
+        echo 0 > /sys/bus/scsi/drivers_autoprobe || setup_failed "cannot switch off SCSI autoprobe"
+    fi
     if ! insmod "/lib/modules/$KVER/$path" 2>/tmp/insmod.err; then
         # Already there (auto-loaded through an alias) is fine.
         if grep -q "^$(echo "$name" | tr - _) " /proc/modules; then
@@ -59,34 +63,44 @@ while read -r kind path; do
     fi
 done < /etc/atvdisk/modules
 
-# Wait until each image is attached as a SCSI disk (its partitions are scanned by then) and
-# the results disk exists.
+# Name the images deterministically: sd_mod probes asynchronously, so two AHCI disks could
+# come up as sdb, sda. The SCSI bus's autoprobe was switched off when scsi_mod loaded; wait for
+# every image's SCSI device (found by its ATA model ATVDISK<i>), then bind sd to them one at a
+# time, in order (a probe through drivers_probe is synchronous): image i becomes sd<a+i>.
 tries=0
 while :; do
     missing=""
-    log=$(dmesg -s 4194304)
+    i=0
     for d in $ATVDISK_DISKS; do
-        case $log in
-            *"[$d] Attached SCSI disk"*) ;;
-            *) missing="$missing $d" ;;
-        esac
+        grep -qx "ATVDISK$i *" /sys/bus/scsi/devices/*/model 2>/dev/null || missing="$missing ATVDISK$i"
+        i=$((i + 1))
     done
     [ -b "$ATVDISK_RESULTS_DEV" ] || missing="$missing $ATVDISK_RESULTS_DEV"
     [ -z "$missing" ] && break
     tries=$((tries + 1))
     if [ $tries -ge 1200 ]; then
-        setup_failed "disks not attached after 60 s:$missing (block devices: $(ls /sys/block | tr '\n' ' '))"
+        setup_failed "disks not found after 60 s:$missing (scsi: $(ls /sys/bus/scsi/devices | tr '\n' ' '))"
     fi
     sleep 0.05
 done
 
-# The host gave image i the ATA model ATVDISK<i>: check the guest named it as expected.
 i=0
 for d in $ATVDISK_DISKS; do
-    model=$(cat "/sys/block/$d/device/model")
-    model=$(echo $model)
-    [ "$model" = "ATVDISK$i" ] || setup_failed "/dev/$d has model '$model', expected ATVDISK$i (disk order)"
+    dev=""
+    for m in /sys/bus/scsi/devices/*/model; do
+        model=$(cat "$m")
+        model=$(echo $model)
+        [ "$model" = "ATVDISK$i" ] && dev=${m%/model}
+    done
+    echo "${dev##*/}" > /sys/bus/scsi/drivers_probe 2>/dev/null
+    got=$(ls "$dev/block" 2>/dev/null)
+    [ "$got" = "$d" ] || setup_failed "image $i (SCSI ${dev##*/}) became '$got', expected $d"
+    [ -b "/dev/$d" ] || setup_failed "no /dev/$d after probing image $i"
     i=$((i + 1))
+done
+
+for d in $ATVDISK_RO_DISKS; do
+    blockdev --setro "/dev/$d" || setup_failed "blockdev --setro /dev/$d failed"
 done
 
 say "ready $(uptime_s)"
