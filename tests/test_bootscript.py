@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+
+import pytest
+
+from atvdisk.bootscript import generate
+from atvdisk.layout import NameBy, load_layout, parse_layout
+from atvdisk.resolver import resolve
+
+SEED_BYTES = 8_451_072 * 512
+
+
+def plan_for(layout_name="atv1-openelec", atv_disk=None):
+    layout = load_layout(layout_name)
+    if atv_disk:
+        layout = dataclasses.replace(layout, disk=dataclasses.replace(layout.disk, atv_disk=atv_disk))
+    return resolve(layout, SEED_BYTES, 512)
+
+
+def test_default_script_names_the_atvs_devices_and_the_right_fsck():
+    script = generate(plan_for())
+    assert script.command_line == "boot=/dev/sda3 disk=/dev/sda4 quiet nosplash"
+    lines = script.text.splitlines()
+    assert lines[0] == "#!/bin/sh"
+    body = [line for line in lines if not line.startswith("#")]
+    assert body == [
+        "BOOT=/dev/sda3",
+        "STORAGE=/dev/sda4",
+        'fsck.hfsplus -p "$BOOT" >/dev/null 2>&1',
+        'fsck.ext4 -p "$STORAGE" >/dev/null 2>&1',
+        "mkdir -p /boot",
+        'mount -t hfsplus -o ro "$BOOT" /boot || { echo "atvdisk boot: cannot mount $BOOT" >&2; exit 1; }',
+        'kexec -l /boot/KERNEL --command-line="boot=/dev/sda3 disk=/dev/sda4 quiet nosplash"',
+        "kexec -e",
+    ]
+    # Never the original procedure's mistakes: the host's device names, fsck.ext4 on HFS+, bash-only &>.
+    assert "sdf" not in script.text and "&>" not in script.text
+    assert 'fsck.ext4 -p "$BOOT"' not in script.text
+
+
+def test_usb_stick_is_sdb():
+    assert generate(plan_for(atv_disk="/dev/sdb")).command_line == "boot=/dev/sdb3 disk=/dev/sdb4 quiet nosplash"
+
+
+def test_label_and_uuid_forms():
+    plan = plan_for()
+    by_label = generate(plan, NameBy.LABEL)
+    assert by_label.command_line == "boot=LABEL=OSBoot disk=LABEL=Linux quiet nosplash"
+    assert "BOOT=$(findfs LABEL=OSBoot)" in by_label.text
+    by_uuid = generate(plan, NameBy.UUID)
+    osboot, media = plan.partition("OSBoot"), plan.partition("Media")
+    assert by_uuid.command_line == f"boot=UUID={osboot.fs.uuid} disk=UUID={media.fs.uuid} quiet nosplash"
+    assert len(osboot.fs.uuid) == 16  # busybox shows an HFS+ volume id as 16 hex digits
+
+
+def test_fsck_follows_the_filesystem_kind():
+    layout = parse_layout(
+        """
+        [boot]
+        boot = "Boot"
+        storage = "Data"
+        fsck = true
+        [[partition]]
+        name = "Boot"
+        type = "linux"
+        start = "1MiB"
+        size = "100MiB"
+        fs = { kind = "ext4" }
+        [[partition]]
+        name = "Data"
+        type = "hfsplus"
+        size = "rest"
+        fs = { kind = "hfsx", journal = true }
+        """
+    )
+    script = generate(resolve(layout, 2**30, 512))
+    assert 'fsck.ext4 -p "$BOOT"' in script.text and 'fsck.hfsplus -p "$STORAGE"' in script.text
+    assert "mount -t ext4 -o ro" in script.text
+
+
+@pytest.mark.parametrize("shell", ["dash", "busybox"])
+def test_script_parses_in_posix_shells(tmp_path, shell):
+    path = tmp_path / "patchstick.sh"
+    path.write_text(generate(plan_for()).text)
+    command = [shell, "sh", "-n", str(path)] if shell == "busybox" else [shell, "-n", str(path)]
+    subprocess.run(command, check=True)
+
+
+def test_script_runs_with_recorders(tmp_path):
+    """Run the script with fsck, mount and kexec replaced by recorders: the calls and their order."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    for tool in ("fsck.hfsplus", "fsck.ext4", "mount", "kexec", "mkdir"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\nprintf "%s" "{tool}" >> {log}\nfor a in "$@"; do printf " [%s]" "$a" >> {log}; done\necho >> {log}\n')
+        (bin_dir / tool).chmod(0o755)
+    script = tmp_path / "patchstick.sh"
+    script.write_text(generate(plan_for()).text)
+    # dash: busybox-static prefers its own applets to PATH (the qemu rehearsal runs busybox).
+    subprocess.run(["dash", str(script)], check=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert log.read_text().splitlines() == [
+        "fsck.hfsplus [-p] [/dev/sda3]",
+        "fsck.ext4 [-p] [/dev/sda4]",
+        "mkdir [-p] [/boot]",
+        "mount [-t] [hfsplus] [-o] [ro] [/dev/sda3] [/boot]",
+        "kexec [-l] [/boot/KERNEL] [--command-line=boot=/dev/sda3 disk=/dev/sda4 quiet nosplash]",
+        "kexec [-e]",
+    ]
