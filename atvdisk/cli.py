@@ -93,6 +93,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     ctx.obj = Console(verbosity=verbosity, debug=debug)
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[verbosity]
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("sh").setLevel(logging.WARNING)  # the sh library's own chatter
 
 
 @main.command("layouts")
@@ -166,3 +167,18 @@ def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_s
 from atvdisk.devices_cli import devices_cmd  # noqa: E402
 
 main.add_command(devices_cmd)
+
+
+def _register() -> None:
+    """Commands that live in their own modules."""
+    from atvdisk.build_cli import build_cmd, verify_cmd
+
+    main.add_command(build_cmd)
+    main.add_command(verify_cmd)
+
+
+_register()
+
+from atvdisk.hfsplus.cli import lshfs, mkhfs  # noqa: E402
+main.add_command(mkhfs)
+main.add_command(lshfs)

@@ -63,6 +63,14 @@ class PlanError(LayoutError):
     """The layout is valid on its own but cannot be resolved for this disk."""
 
 
+class DiskTooSmall(PlanError):
+    """The disk (or image size) cannot hold the layout. ``need_bytes`` is the least that would."""
+
+    def __init__(self, message: str, *, need_bytes: int, **kwargs: object) -> None:
+        self.need_bytes = need_bytes
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
 class InputError(UsageError):
     """A payload input (OpenELEC release, restore or recovery tarball, directory) is unusable."""
 

@@ -7,7 +7,7 @@ over them (the original procedure's swap partition ran over the backup GPT).
 
 from __future__ import annotations
 
-from atvdisk.errors import PlanError
+from atvdisk.errors import DiskTooSmall, PlanError
 from atvdisk.layout import ContentKind, FsKind, Layout, PartitionSpec, seeded_uuid
 from atvdisk.plan import Plan, PlannedFs, PlannedPartition, Region, RegionKind, Step, StepKind
 from atvdisk.units import MIB, Quantity, ceil_div, format_iec, format_parted, is_power_of_two
@@ -131,14 +131,16 @@ class _Resolver:
             Region("backup GPT header", R, total - 1, total - 1),
         )
 
-    def too_small(self, need_bytes: int, why: str | None = None) -> PlanError:
+    def too_small(self, need_bytes: int, why: str | None = None) -> DiskTooSmall:
         short = need_bytes - self.disk_bytes
-        return self.fail(
-            why,
+        return DiskTooSmall(
             f"disk too small: {self.layout.name} needs at least {need_bytes} bytes ({format_parted(need_bytes)},"
             f" {format_iec(need_bytes)}); this disk has {self.disk_bytes} bytes ({format_parted(self.disk_bytes)}):"
             f" short by {short} bytes ({format_iec(short)})",
-            self.disk_bytes,
+            need_bytes=need_bytes,
+            source=self.layout.source,
+            where=why,
+            value=self.disk_bytes,
             hint="use a larger disk or image size, or a layout with smaller partitions",
         )
 

@@ -63,7 +63,7 @@ def which(tool: str) -> str:
 
 
 def run(
-    command: list[str],
+    command: list[str | os.PathLike[str]],
     *,
     env: dict[str, str] | None = None,
     input: bytes | str | None = None,
@@ -74,6 +74,7 @@ def run(
 
     Raises :class:`ToolError` (a BuildError) when the exit code is not in ``ok_codes``.
     """
+    command = [os.fspath(c) for c in command]
     exe = which(command[0])
     log.info("$ %s", shlex.join(command))
     full_env = None
@@ -88,6 +89,7 @@ def run(
             _in=input,
             _ok_code=list(ok_codes),
             _return_cmd=True,
+            _tty_out=False,  # a pipe, not a pseudo-terminal: no pagers, no colours, no prompts
             _decode_errors="replace",
         )
         result = Result(tuple(command), proc.exit_code, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))

@@ -1,0 +1,251 @@
+"""Build the disk: plan, check every input, then write, then verify. One straight path.
+
+:func:`prepare` does everything that can fail without touching the target: resolve the plan,
+generate the boot script, scan every tarball and input file into per-partition trees, and lay out
+the HFS+ volumes block by block. :func:`apply` then writes, partition by partition, with the
+partition table last (after the filesystems and a flush, so the kernel and udev never see a
+half-written disk); :mod:`atvdisk.verify` reads it all back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
+
+from atvdisk import hfs_adapter
+from atvdisk.bootscript import BootScript, generate
+from atvdisk.contents import PartitionContents, build_trees
+from atvdisk.errors import BuildError, InputError
+from atvdisk.ext4 import make_ext4
+from atvdisk.fat import make_fat32
+from atvdisk.layout import FsKind, Layout, NameBy
+from atvdisk.partition import write_partition_table
+from atvdisk.payload import BootReport, Inputs, inspect_recovery
+from atvdisk.plan import Plan, PlannedPartition
+from atvdisk.progress import Progress
+from atvdisk.region import Region
+from atvdisk.resolver import resolve
+from atvdisk.swap import write_swap
+from atvdisk.tree import FileTree, Inline, Node
+
+log = logging.getLogger("atvdisk.build")
+
+WIPE_BYTES = 1024 * 1024  # old signatures live in the first and last MiB of a partition
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    layout: Layout
+    inputs: Inputs
+    epoch: int  # timestamps for generated files and filesystems (SOURCE_DATE_EPOCH)
+    seed: str | None = None  # identifiers when the layout has no seed (random per build)
+    name_by: NameBy | None = None
+    atv_disk: str | None = None  # override the layout's ATV-side disk name
+
+    def effective_layout(self) -> Layout:
+        if self.atv_disk is None:
+            return self.layout
+        return replace(self.layout, disk=replace(self.layout.disk, atv_disk=self.atv_disk))
+
+    @staticmethod
+    def new_seed() -> str:
+        return "random-" + secrets.token_hex(16)
+
+
+@dataclass
+class Prepared:
+    plan: Plan
+    contents: dict[int, PartitionContents]
+    bootscript: BootScript | None
+    boot_report: BootReport | None
+    hfs: dict[int, hfs_adapter.VolumeLayout]
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipped: list[str] | None = None) -> Prepared:
+    """Everything up to the first write: raises UsageError subclasses on any problem.
+
+    ``skipped`` (for verify): leave out contents whose inputs were not given, listing them there.
+    """
+    layout = settings.effective_layout()
+    plan = resolve(layout, disk_bytes, sector_size, seed=settings.seed)
+    bootscript = generate(plan, settings.name_by) if plan.boot is not None else None
+    contents = build_trees(plan, settings.inputs, bootscript, epoch=settings.epoch, skipped=skipped)
+    warnings = list(plan.warnings)
+    boot_report = None
+    for pc in contents.values():
+        if pc.bootscript_path is not None:
+            boot_report = inspect_recovery(pc.tree, pc.bootscript_path, _small_file_reader)
+            warnings.extend(boot_report.warnings)
+    hfs = {}
+    if skipped is not None:
+        return Prepared(plan, contents, bootscript, boot_report, hfs, warnings)
+    for number, pc in contents.items():
+        p = pc.partition
+        if p.fs.kind.is_hfs:
+            hfs[number] = hfs_adapter.lay_out(p, pc.tree, epoch=settings.epoch)
+        elif p.fs.kind in (FsKind.EXT4, FsKind.FAT32):
+            _check_fits(p, pc.tree)
+    return Prepared(plan, contents, bootscript, boot_report, hfs, warnings)
+
+
+def _small_file_reader(node: Node) -> bytes:
+    """Bytes of a small file node (com.apple.Boot.plist), read from wherever it comes from."""
+    from atvdisk.feed import feed
+
+    if isinstance(node.source, Inline):
+        return node.source.data
+    if node.size > 1024 * 1024:
+        raise InputError(f"{node.origin}: {node.size} bytes is too large for a boot plist", hint="check the recovery files")
+    single = FileTree(default_mtime=0)
+    single.nodes["x"] = node
+    out: list[bytes] = []
+    feed(single, lambda paths, src, f, size: out.append(f.read(size)))
+    return out[0]
+
+
+def _check_fits(p: PlannedPartition, tree: FileTree) -> None:
+    """A conservative early check for filesystems built by external tools."""
+    overhead = {FsKind.EXT4: 0.10, FsKind.FAT32: 0.03}[p.fs.kind]
+    block = p.fs.block_size or p.fs.cluster_size or 4096
+    need = sum(-(-n.size // block) * block for _, n in tree.files()) + block * len(tree.nodes)
+    room = int(p.size_bytes * (1 - overhead))
+    if need > room:
+        raise InputError(
+            f"partition {p.number} ({p.name}) is {p.size_bytes} bytes; its contents need about {need} bytes"
+            f" plus {p.fs.kind} overhead: about {need - room} bytes short",
+            hint="make the partition larger, or put less into it",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+class DiskAccess(ABC):
+    """How apply() reaches the target: a path for external tools and fds for its own writes."""
+
+    path: str
+    known_zero: bool  # the whole target reads as zeros (a new sparse image)
+    is_block: bool
+
+    @abstractmethod
+    def own_writes(self) -> AbstractContextManager[int]:
+        """A file descriptor for atvdisk's own writes (exclusive on block devices)."""
+
+    def after_partition_table(self) -> None:
+        """Make the OS see the new table (block devices)."""
+
+
+class ImageAccess(DiskAccess):
+    def __init__(self, path: str | os.PathLike[str], *, known_zero: bool) -> None:
+        self.path = os.fspath(path)
+        self.known_zero = known_zero
+        self.is_block = False
+
+    @contextmanager
+    def own_writes(self) -> Iterator[int]:
+        fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            yield fd
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class BlockAccess(DiskAccess):
+    def __init__(self, session) -> None:  # noqa: ANN001 - atvdisk.target.BlockDeviceSession
+        self.session = session
+        self.path = os.fspath(session.path)
+        self.known_zero = False
+        self.is_block = True
+
+    @contextmanager
+    def own_writes(self) -> Iterator[int]:
+        with self.session.exclusive() as fd:
+            yield fd
+            os.fsync(fd)
+
+    def after_partition_table(self) -> None:
+        self.session.fsync()
+        self.session.reread_partitions()
+
+
+def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir: str) -> None:
+    plan = prepared.plan
+    if not access.known_zero:
+        with progress.step(f"wipe old partition tables and signatures on {access.path}"):
+            with access.own_writes() as fd:
+                wipe(Region(fd, 0, plan.disk_bytes, known_zero=False, name=access.path), plan)
+    for p in plan.partitions:
+        if p.fs.kind is FsKind.NONE:
+            continue
+        with progress.step(_describe(p, prepared)) as _:
+            tree = prepared.contents[p.number].tree if p.number in prepared.contents else None
+            if p.fs.kind.is_hfs:
+                assert tree is not None
+                progress.start_meter(tree.data_bytes)
+                with access.own_writes() as fd:
+                    region = Region(fd, p.offset, p.size_bytes, known_zero=access.known_zero, name=f"{access.path} partition {p.number}")
+                    hfs_adapter.write(prepared.hfs[p.number], region, tree, progress)
+            elif p.fs.kind is FsKind.SWAP:
+                with access.own_writes() as fd:
+                    write_swap(Region(fd, 0, plan.disk_bytes, known_zero=False, name=access.path), p, workdir=workdir)
+            elif p.fs.kind is FsKind.EXT4:
+                assert tree is not None
+                make_ext4(access.path, p, tree, workdir=workdir, epoch=_epoch(tree), prezeroed=access.known_zero)
+            elif p.fs.kind is FsKind.FAT32:
+                assert tree is not None
+                make_fat32(access.path, p, tree, workdir=workdir, epoch=_epoch(tree))
+    with progress.step(f"write the GPT ({len(plan.partitions)} partitions)" + (" and the hybrid MBR" if plan.hybrid_mbr else "")):
+        write_partition_table(access.path, plan)
+        access.after_partition_table()
+
+
+def _epoch(tree: FileTree) -> int:
+    return tree.default_mtime
+
+
+def _describe(p: PlannedPartition, prepared: Prepared) -> str:
+    fs = p.fs
+    what = {
+        FsKind.FAT32: "FAT32 (mkfs.fat, mtools)",
+        FsKind.HFSPLUS: "HFS+" + (" journaled" if fs.journal else ""),
+        FsKind.HFSX: "HFSX" + (" journaled" if fs.journal else ""),
+        FsKind.EXT4: "ext4 (mke2fs -d)",
+        FsKind.SWAP: "swap (mkswap)",
+    }[fs.kind]
+    extra = ""
+    if p.number in prepared.contents:
+        tree = prepared.contents[p.number].tree
+        files = sum(1 for _ in tree.files())
+        if files:
+            extra = f", {files} files, {tree.data_bytes} bytes"
+    return f"partition {p.number} {p.name}: {what}{extra}"
+
+
+def wipe(disk: Region, plan: Plan) -> None:
+    """Zero the old MBR and both GPTs, and the first and last MiB of every partition region."""
+    S = plan.sector_size
+    disk.write_zeros(0, plan.first_usable * S)
+    disk.write_zeros((plan.last_usable + 1) * S, (plan.total_sectors - plan.last_usable - 1) * S)
+    for p in plan.partitions:
+        head = min(WIPE_BYTES, p.size_bytes)
+        disk.write_zeros(p.offset, head)
+        tail = min(WIPE_BYTES, p.size_bytes - head)
+        if tail:
+            disk.write_zeros(p.offset + p.size_bytes - tail, tail)
+
+
+def make_workdir(near: str | None = None) -> tempfile.TemporaryDirectory[str]:
+    """Scratch space for staging copies; honours TMPDIR."""
+    return tempfile.TemporaryDirectory(prefix="atvdisk-")
+
+
+__all__ = ["BuildSettings", "Prepared", "prepare", "apply", "ImageAccess", "BlockAccess", "BuildError"]
