@@ -36,7 +36,7 @@ from typing import Self
 from atvdisk.errors import BuildError, TargetRefused, ToolError
 from atvdisk.interrupt import signals_deferred, terminate_raises
 from atvdisk.run import run
-from atvdisk.sysblock import sysblock_of_node
+from atvdisk.sysblock import sysblock_of_node, system_disk_devnums
 
 log = logging.getLogger("atvdisk.blockdev")
 
@@ -69,7 +69,8 @@ class BlockDeviceSession:
     Attributes once entered: ``path`` (kernel node, e.g. /dev/sdf), ``size_bytes``,
     ``sector_size``, ``lock_fd`` (read-only fd holding the flock; usable for reads).
     Entering raises :class:`TargetBusy` if the disk is opened exclusively elsewhere or the lock
-    is held for more than ``lock_timeout`` seconds, TargetRefused for a partition/non-root.
+    is held for more than ``lock_timeout`` seconds, TargetRefused for a partition, the system
+    disk (a last check: :func:`atvdisk.target.check_block_target` must run first) or non-root.
     """
 
     def __init__(self, path: str, *, lock_timeout: float = LOCK_TIMEOUT) -> None:
@@ -92,6 +93,14 @@ class BlockDeviceSession:
                 hint=f"give the whole disk /dev/{dev.parent}",
             )
         self.path = dev.devnode
+        system = system_disk_devnums(include_swap=False).get(dev.devnum)
+        if (
+            system
+        ):  # check_block_target refuses it first; this is the last line of defence
+            raise TargetRefused(
+                f"refusing {self.path}: it is a disk the running system uses ({'; '.join(system)})",
+                hint="atvdisk never writes the system disk; choose another disk (see `atvdisk devices`)",
+            )
         stack = ExitStack()
         stack.enter_context(terminate_raises())
         try:

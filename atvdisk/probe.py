@@ -46,6 +46,10 @@ def probe_size(path: str | Path, *, image_sector_size: int = 512) -> TargetSize:
         return TargetSize(path, TargetKind.IMAGE, st.st_size, image_sector_size, image_sector_size)
     if not stat.S_ISBLK(st.st_mode):
         raise TargetRefused(f"{path} is neither a regular file nor a block device", hint="give a disk such as /dev/sdX or an image file")
+    from_sysfs = _probe_sysfs(st.st_rdev)
+    if from_sysfs is not None:
+        size, lss, pss = from_sysfs
+        return TargetSize(path, TargetKind.BLOCK, size, lss, pss)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except PermissionError:
@@ -59,3 +63,18 @@ def probe_size(path: str | Path, *, image_sector_size: int = 512) -> TargetSize:
     finally:
         os.close(fd)
     return TargetSize(path, TargetKind.BLOCK, size, lss, pss)
+
+
+def _probe_sysfs(rdev: int) -> tuple[int, int, int] | None:
+    """(size bytes, logical, physical sector size) from /sys without opening the device (so it
+    works unprivileged, and on devices that refuse opens); None when sysfs does not say."""
+    sysdir = Path("/sys/dev/block") / f"{os.major(rdev)}:{os.minor(rdev)}"
+    try:
+        sysdir = sysdir.resolve(strict=True)
+        queue = sysdir / "queue" if (sysdir / "queue").is_dir() else sysdir.parent / "queue"  # partitions
+        size = int((sysdir / "size").read_text()) * 512  # always 512-byte units, whatever the sector size
+        lss = int((queue / "logical_block_size").read_text())
+        pss = int((queue / "physical_block_size").read_text())
+    except (OSError, ValueError):
+        return None
+    return size, lss, pss

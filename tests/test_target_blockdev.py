@@ -20,6 +20,7 @@ from test_target_helpers import (
 )
 
 from atvdisk.errors import TargetRefused
+from atvdisk.probe import probe_size
 from atvdisk.target import BlockDeviceError, BlockDeviceSession, LoopDevice, TargetBusy
 
 pytestmark = root_only
@@ -92,6 +93,40 @@ def test_session_refuses_a_partition(loops):
     disk = loops.make()
     with pytest.raises(TargetRefused, match=f"partition 1 of {disk.path}"):
         BlockDeviceSession(disk.part(1)).__enter__()
+
+
+def test_session_refuses_the_system_disk():
+    source = sh(
+        "findmnt", "--noheadings", "--output", "SOURCE", "--mountpoint", "/"
+    ).stdout.strip()
+    out = sh(
+        "lsblk", "--inverse", "--raw", "--noheadings", "--output", "PATH,TYPE", source
+    ).stdout
+    disks = [line.split()[0] for line in out.splitlines() if line.split()[1] == "disk"]
+    assert disks, f"no disk under / ({source})"
+    for disk in disks:
+        with pytest.raises(TargetRefused, match="the running system uses"):
+            BlockDeviceSession(disk).__enter__()
+
+
+@pytest.mark.parametrize("sector_size", [512, 4096])
+def test_probe_size_agrees_with_blockdev(loops, sector_size):
+    image = loops.image(table=None)
+    with LoopDevice(image, sector_size=sector_size) as path:
+        info = probe_size(path)
+        got = sh("blockdev", "--getsize64", "--getss", "--getpbsz", path).stdout.split()
+        assert [
+            str(info.size_bytes),
+            str(info.sector_size),
+            str(info.physical_sector_size),
+        ] == got
+    disk = loops.make()
+    info = probe_size(disk.part(2))
+    assert (
+        str(info.size_bytes)
+        == sh("blockdev", "--getsize64", disk.part(2)).stdout.strip()
+        == str(4 * MIB)
+    )
 
 
 def test_session_settles_udev_on_exit(loops, caplog):
