@@ -399,6 +399,10 @@ def assess(
                 "use a larger disk, or a layout with smaller partitions",
             )
         )
+    if reasons:
+        # The system disk stays refused whatever is unmounted or deactivated: listing its
+        # mounts and holders (and hinting at --unmount) would only mislead.
+        return refusals
     holders = disk.all_holders()
     if holders:
         names = ", ".join(f"{h.path} ({h.type})" for h in holders)
@@ -409,7 +413,7 @@ def assess(
                 "deactivate them first (umount, then `vgchange -an VG`, `cryptsetup close NAME` or `mdadm --stop /dev/mdN`)",
             )
         )
-    mounts = [m for m in state.mounts_on(disk.devnum)]
+    mounts = state.mounts_on(disk.devnum)
     if mounts:
         where = ", ".join(f"{m.mountpoint} ({m.source})" for m in mounts)
         refusals.append(
