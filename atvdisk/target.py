@@ -577,7 +577,8 @@ def confirm_destruction(
 
     ``console``: anything with ``out``/``info``/``warn`` (atvdisk.cli.Console). The one-line
     summary goes through ``warn`` (shown even with --quiet), the partition list through ``info``.
-    The prompt is written to stderr, the answer read from ``stdin`` (default sys.stdin).
+    So is the prompt (through ``warn``: nothing here prints); the answer is read from ``stdin``
+    (default sys.stdin).
     """
     stdin = stdin if stdin is not None else sys.stdin
     lines = report.lines()
@@ -604,10 +605,9 @@ def confirm_destruction(
             f"not erasing {report.path}: no terminal to confirm on",
             hint="run it in a terminal, or pass --yes to confirm in a script (check the disk first with `atvdisk devices`)",
         )
-    sys.stderr.write(
-        f"Type the device name ({report.name}) to erase it, anything else to cancel: "
+    console.warn(
+        f"Type the device name ({report.name}) to erase it, anything else to cancel:"
     )
-    sys.stderr.flush()
     answer = stdin.readline()
     if not answer:
         raise TargetRefused(

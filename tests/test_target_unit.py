@@ -364,6 +364,7 @@ def test_confirm_accepts_the_device_name(answer):
         stdin=FakeTty(answer),
     )
     text = console.text()
+    assert ("warn", "Type the device name (sdf) to erase it, anything else to cancel:") in console.lines
     assert "ALL DATA ON /dev/sdf WILL BE DESTROYED" in text
     for shown in (
         "SanDisk CF Card",
