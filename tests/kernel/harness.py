@@ -114,7 +114,7 @@ class GuestResult:
     """What one guest run brought back."""
 
     console: str  # the serial console (markers, script output, kernel errors)
-    status: int | None  # the script's exit status; None if no results came back
+    status: int | None  # the script's exit status; None if it did not exit (see ``ended``)
     output: str  # the script's stdout and stderr
     files: Mapping[str, bytes]  # everything the script wrote under $RESULTS
     dmesg: str  # the guest's kernel log when the script ended
@@ -122,6 +122,9 @@ class GuestResult:
     init_uptime: float | None  # guest uptime when /init started (kernel boot time)
     ready_uptime: float | None  # guest uptime when the script started (modules, disks)
     argv: tuple[str, ...] = field(default=(), repr=False)  # the qemu command line
+    # "exit": the script ended; "kexec": guest_kexec_wrapper saved the results before kexec -e;
+    # "none": qemu ended without results (only with check=False)
+    ended: str = "exit"
 
     def text(self, name: str) -> str:
         return records._text(self.files, name)
@@ -143,6 +146,15 @@ class GuestResult:
 
     def dmesg_lines(self) -> list[str]:
         return records.dmesg_lines(self.dmesg)
+
+    def calls(self) -> list[tuple[str, ...]]:
+        """Calls of guest_recorders' recorders and guest_kexec_wrapper's kexec, in order."""
+        return records.calls(self.files)
+
+    @property
+    def kexec_probe(self) -> dict[str, str] | None:
+        """{"release", "uptime", "cmdline"} printed by a kernel booted into the kexec probe."""
+        return records.kexec_probe(self.console)
 
 
 @functools.cache
@@ -338,7 +350,7 @@ def run_guest(
     if found is None:
         if check:
             raise GuestNoResult("qemu exited but the guest wrote no results", console=console)
-        return GuestResult(console, None, "", {}, "", seconds, init_uptime, ready_uptime, tuple(argv))
+        return GuestResult(console, None, "", {}, "", seconds, init_uptime, ready_uptime, tuple(argv), "none")
     result_files, meta = found
     status_text = meta.get("status", b"").decode().strip()
     if status_text == "setup":
@@ -346,7 +358,8 @@ def run_guest(
         raise GuestSetupFailed(f"the guest's init failed before the script: {reason}", console=console)
     result = GuestResult(
         console=console,
-        status=int(status_text),
+        status=None if status_text == "kexec" else int(status_text),
+        ended="kexec" if status_text == "kexec" else "exit",
         output=meta.get("output", b"").decode("utf-8", "replace"),
         files=result_files,
         dmesg=meta.get("dmesg", b"").decode("utf-8", "replace"),
@@ -355,7 +368,7 @@ def run_guest(
         ready_uptime=ready_uptime,
         argv=tuple(argv),
     )
-    if check and result.status != 0:
+    if check and result.ended == "exit" and result.status != 0:
         raise GuestScriptFailed(f"the guest script exited with status {result.status}", result=result)
     return result
 

@@ -54,6 +54,7 @@ REQUIRED_MODULES = (
 OPTIONAL_MODULES = ("crc32c-intel", "crct10dif_generic", "crc64_rocksoft_generic")
 
 GUEST_KEXEC = "/opt/kexec-tools/sbin/kexec"  # off PATH: rehearsals put recorders first anyway
+GUEST_KEXEC_PROBE = "/opt/kexec-probe/initrd.cpio"
 
 
 def _norm(name: str) -> str:
@@ -247,6 +248,19 @@ def _add_modules(cpio: Cpio, kernel: Kernel) -> None:
     cpio.file("etc/atvdisk/modules", load_list.encode())
 
 
+def probe_archive(busybox: Path) -> bytes:
+    """The initramfs a kexec'd kernel boots in guest_kexec_wrapper: prints its command line on
+    ttyS0 ("ATVDISK-KEXEC-PROBE: cmdline ...") and powers off. Needs a static busybox."""
+    if _ldd(busybox):
+        raise AssetError(f"{busybox} is not static", hint="apt-get install busybox-static")
+    cpio = Cpio()
+    for d in ("dev", "proc"):
+        cpio.dir(d)
+    cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
+    cpio.file("init", (GUEST_DIR / "kexec-probe-init.sh").read_bytes(), 0o755)
+    return cpio.pack()
+
+
 def base_archive(kernel: Kernel) -> Cpio:
     """The base initramfs contents (not yet packed)."""
     cpio = Cpio()
@@ -264,6 +278,7 @@ def base_archive(kernel: Kernel) -> Cpio:
 
     _add_binary(cpio, _host_tool("blkid", "util-linux"), "sbin/blkid")
     _add_binary(cpio, _host_tool("kexec", "kexec-tools"), GUEST_KEXEC)
+    cpio.file(GUEST_KEXEC_PROBE, probe_archive(busybox), 0o644)
 
     _add_modules(cpio, kernel)
 
@@ -271,7 +286,7 @@ def base_archive(kernel: Kernel) -> Cpio:
     cpio.file("lib/atvdisk/guest.sh", (GUEST_DIR / "guest.sh").read_bytes(), 0o644)
     cpio.file(
         "etc/atvdisk/kernel.env",
-        f"KVER={kernel.release}\nATVDISK_REAL_KEXEC={GUEST_KEXEC}\n".encode(),
+        f"KVER={kernel.release}\nATVDISK_REAL_KEXEC={GUEST_KEXEC}\nATVDISK_KEXEC_PROBE={GUEST_KEXEC_PROBE}\n".encode(),
     )
     cpio.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     cpio.file("etc/group", b"root:x:0:\n")

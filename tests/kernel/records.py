@@ -334,3 +334,33 @@ def host_listing(root: Path) -> dict[str, Entry]:
             full = Path(dirpath) / name
             add(full, os.fsdecode(os.path.relpath(full, root)))
     return out
+
+
+# ---------------------------------------------------------------------------------------- calls
+
+
+def calls(files: Mapping[str, bytes]) -> list[tuple[str, ...]]:
+    """Calls recorded by guest_recorders / guest_kexec_wrapper, in order: (command, args...)."""
+    fields = _split0(files.get("calls", b""))
+    out: list[tuple[str, ...]] = []
+    i = 0
+    while i < len(fields):
+        try:
+            count = int(fields[i])
+        except ValueError:
+            raise RecordError(f"calls: expected an argument count at field {i}, got {fields[i]!r}") from None
+        call = fields[i + 1 : i + 2 + count]
+        if len(call) != count + 1:
+            raise RecordError("calls: the last record is truncated")
+        out.append(tuple(f.decode("utf-8", "surrogateescape") for f in call))
+        i += 2 + count
+    return out
+
+
+# ---------------------------------------------------------------------------------------- kexec probe
+
+
+def kexec_probe(console: str) -> dict[str, str] | None:
+    """What the kexec probe kernel printed ({"release", "uptime", "cmdline"}), or None."""
+    found = dict(re.findall(r"^ATVDISK-KEXEC-PROBE: (\w+) (.*?)\r?$", console, re.M))
+    return found or None

@@ -303,11 +303,16 @@ def test_failing_script_is_reported(run_guest, gpt_image: GptImage) -> None:  # 
     assert err.result.text("uname").strip() == err.result.files["uname"].decode().strip() != ""
 
 
-def test_hanging_guest_times_out_with_console_tail(run_guest, gpt_image: GptImage) -> None:  # type: ignore[no-untyped-def]
+def test_hanging_guest_times_out_with_console_tail(  # type: ignore[no-untyped-def]
+    run_guest, gpt_image: GptImage, main_run: GuestResult
+) -> None:
+    # Short, but long enough to reach the script on a loaded host: the main boot's wall time
+    # (which includes its checks) measures how slow this host is right now.
+    timeout = round(max(20.0, 2 * main_run.seconds))
     with pytest.raises(GuestTimeout) as timed_out:
-        run_guest([gpt_image.path], "echo going to hang now\nwhile :; do sleep 1; done\n", timeout=20)
+        run_guest([gpt_image.path], "echo going to hang now\nwhile :; do sleep 1; done\n", timeout=timeout)
     message = str(timed_out.value)
-    assert "did not finish within 20 s" in message
+    assert f"did not finish within {timeout} s" in message
     assert "ATVDISK-GUEST: init" in message
     assert "going to hang now" in message
 
@@ -317,3 +322,41 @@ def test_missing_image_is_refused_before_boot(guest_assets, tmp_path: Path) -> N
 
     with pytest.raises(FileNotFoundError, match="no-such.img"):
         run_guest([tmp_path / "no-such.img"], "true", assets=guest_assets)
+
+
+HANDOVER_CMDLINE = "boot=/dev/sda3 disk=/dev/sda4 quiet nosplash"
+
+HANDOVER_SCRIPT = f"""
+guest_recorders /tmp/rec fsck.hfsplus fsck.ext4
+guest_kexec_wrapper /tmp/rec
+export PATH=/tmp/rec:$PATH
+fsck.hfsplus /dev/sda3 ; fsck.ext4 "an argument with spaces" ""
+kexec -l "$JOB/KERNEL" --command-line="{HANDOVER_CMDLINE}"
+kexec -e
+echo "kexec -e returned: the hand-over failed"
+exit 1
+"""
+
+
+def test_recorders_and_kexec_hand_over_to_a_second_kernel(  # type: ignore[no-untyped-def]
+    run_guest, guest_assets, gpt_image: GptImage
+) -> None:
+    """The ATV boot script's last step for real: kexec-tools loads the Debian bzImage with a
+    command line carrying "quiet" and no console=, kexec -e boots it, and the probe initramfs
+    it boots prints the command line the second kernel received."""
+    kernel = guest_assets.kernel
+    result = run_guest(
+        [gpt_image.path], HANDOVER_SCRIPT, files={"KERNEL": kernel.vmlinuz.read_bytes()}, timeout=240
+    )
+    assert result.ended == "kexec" and result.status is None
+    assert result.calls() == [
+        ("fsck.hfsplus", "/dev/sda3"),
+        ("fsck.ext4", "an argument with spaces", ""),
+        ("kexec", "-l", "/job/KERNEL", f"--command-line={HANDOVER_CMDLINE}"),
+        ("kexec", "-e"),
+    ]
+    probe = result.kexec_probe
+    assert probe is not None, result.console[-3000:]
+    assert probe["cmdline"] == HANDOVER_CMDLINE
+    assert probe["release"] == kernel.release
+    assert "kexec -e returned" not in result.console

@@ -8,9 +8,17 @@
 #   guest_list NAME [DIR]                     every entry under DIR (default: NAME's mount)
 #   guest_swapon NAME DEV                     swapon DEV, /proc/swaps, dmesg, then swapoff
 #   guest_save NAME CMD [ARG...]              CMD's stdout -> NAME, stderr -> NAME.err, status
+#   guest_recorders DIR CMD...                put recorders named CMD in DIR: each call appends
+#                                             its argv to $RESULTS/calls and exits 0
+#   guest_kexec_wrapper DIR                   put a "kexec" in DIR that records the call like a
+#                                             recorder, runs the real kexec-tools, adds the probe
+#                                             initramfs to loads without an initrd, and saves the
+#                                             results before -e (see harness.py)
+#   guest_write_results STATUS                write /meta and $RESULTS to the results disk now
 #
 # Environment: RESULTS (results directory), JOB (the job's files), ATVDISK_REAL_KEXEC (path of
-# kexec-tools' kexec, deliberately not on PATH), KVER (the kernel release).
+# kexec-tools' kexec, deliberately not on PATH), ATVDISK_KEXEC_PROBE (an initramfs whose init
+# prints "ATVDISK-KEXEC-PROBE: cmdline ..." on ttyS0 and powers off), KVER (kernel release).
 
 RESULTS=${RESULTS:-/results}
 _guest_seq=0
@@ -124,4 +132,59 @@ guest_swapon() {
     fi
     _guest_dmesg_since "$mark" > "$out/dmesg"
     return $rc
+}
+
+guest_write_results() {
+    echo "$1" > /meta/status
+    cut -d' ' -f1 /proc/uptime > /meta/uptime
+    dmesg -s 4194304 > /meta/dmesg 2>&1
+    if [ -b "$ATVDISK_RESULTS_DEV" ] && tar -cf "$ATVDISK_RESULTS_DEV" -C / meta results; then
+        sync
+        echo "ATVDISK-GUEST: results-written $1 $(cut -d' ' -f1 /proc/uptime)" > /dev/console
+    else
+        echo "ATVDISK-GUEST: results-write-failed (results disk $ATVDISK_RESULTS_DEV too small or missing?)" > /dev/console
+        return 1
+    fi
+}
+
+# Records: per call, NUL-terminated fields: the argument count, the command name, each argument.
+guest_recorders() {
+    local dir=$1 name
+    shift
+    mkdir -p "$dir"
+    cat > "$dir/.recorder" <<'EOF'
+#!/bin/sh
+printf '%s\0' "$#" "${0##*/}" "$@" >> "$RESULTS/calls"
+exit 0
+EOF
+    chmod 755 "$dir/.recorder"
+    for name in "$@"; do
+        ln -sf .recorder "$dir/$name"
+    done
+}
+
+guest_kexec_wrapper() {
+    local dir=$1
+    mkdir -p "$dir"
+    cat > "$dir/kexec" <<'EOF'
+#!/bin/sh
+printf '%s\0' "$#" kexec "$@" >> "$RESULTS/calls"
+load=0 run=0 initrd=0
+for a in "$@"; do
+    case $a in
+        -l | --load) load=1 ;;
+        -e | --exec) run=1 ;;
+        --initrd | --initrd=* | --ramdisk | --ramdisk=*) initrd=1 ;;
+    esac
+done
+if [ $run = 1 ]; then
+    . /lib/atvdisk/guest.sh
+    guest_write_results kexec
+fi
+if [ $load = 1 ] && [ $initrd = 0 ]; then
+    exec "$ATVDISK_REAL_KEXEC" "$@" --initrd="$ATVDISK_KEXEC_PROBE"
+fi
+exec "$ATVDISK_REAL_KEXEC" "$@"
+EOF
+    chmod 755 "$dir/kexec"
 }

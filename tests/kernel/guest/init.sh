@@ -4,7 +4,7 @@
 # Loads the modules listed in /etc/atvdisk/modules, waits for the images (/dev/sda, /dev/sdb..,
 # checked by their ATA model ATVDISK0, ATVDISK1..) and the results disk, runs the job's script
 # with the shell library sourced, then writes /meta and /results as a tar onto the results disk
-# and powers off. Console lines starting with "ATVDISK-GUEST: " are the harness's markers.
+# (guest_write_results) and powers off. Console lines starting with "ATVDISK-GUEST: " are the harness's markers.
 
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
@@ -15,6 +15,8 @@ exec </dev/null >/dev/console 2>&1
 
 . /etc/atvdisk/kernel.env
 . /etc/atvdisk/job.env
+export KVER ATVDISK_REAL_KEXEC ATVDISK_KEXEC_PROBE ATVDISK_RESULTS_DEV
+. /lib/atvdisk/guest.sh
 
 say() { echo "ATVDISK-GUEST: $*"; }
 
@@ -22,16 +24,7 @@ uptime_s() { cut -d' ' -f1 /proc/uptime; }
 
 finish() {
     # $1: the script's exit status, or "setup" when the harness itself failed.
-    echo "$1" > /meta/status
-    uptime_s > /meta/uptime
-    dmesg -s 4194304 > /meta/dmesg 2>&1
-    if [ -b "$ATVDISK_RESULTS_DEV" ] && tar -cf "$ATVDISK_RESULTS_DEV" -C / meta results; then
-        sync
-        say "results-written $(uptime_s)"
-    else
-        say "results-write-failed (results disk $ATVDISK_RESULTS_DEV too small or missing?)"
-    fi
-    sync
+    guest_write_results "$1"
     poweroff -f
     sleep 60
 }
