@@ -329,6 +329,16 @@ def describe(path: str) -> BlockDisk:
     dev = sysblock_of_node(path)
     if dev.is_partition:
         raise partition_refusal(path, dev)
+    if dev.name.startswith("loop") and dev.attr("loop/backing_file") is None:
+        raise TargetRefused(
+            f"{dev.devnode} is a loop device not attached to any file",
+            hint="attach an image first (`losetup --find --show --partscan FILE`), or build an image with --loop",
+        )
+    if dev.attr("size") == "0":
+        raise TargetRefused(
+            f"{dev.devnode} has no medium (size 0)",
+            hint="insert the card or disk, or check the adapter",
+        )
     disks = _lsblk([dev.devnode])
     if len(disks) != 1:
         raise TargetRefused(f"lsblk did not describe {path}")

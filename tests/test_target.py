@@ -256,3 +256,10 @@ def test_mounted_disk_refused_before_the_prompt(loops):
     assert code == EXIT_REFUSED, err
     assert "mounted" in err and "Type the device name" not in err
     assert sha256_of(disk.path) == before
+
+
+def test_detached_loop_device_refused():
+    free = sh("losetup", "--find").stdout.strip()  # a loop device with no backing file
+    with pytest.raises(TargetRefused, match="not attached to any file") as info:
+        check_block_target(free, need_bytes=1)
+    assert "--loop" in info.value.hint
