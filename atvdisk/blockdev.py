@@ -154,7 +154,8 @@ class BlockDeviceSession:
                 time.sleep(0.1)
 
     def _release(self) -> None:
-        """Close every fd, unlock, then let udev see the new contents. Never raises."""
+        """Close every fd and unlock (signals held meanwhile), then let udev see the new
+        contents (interruptible: a hung udev must not trap Ctrl-C). Raises nothing but a signal."""
         with signals_deferred():
             if self._excl_fd is not None:
                 _close(self._excl_fd)
@@ -166,7 +167,7 @@ class BlockDeviceSession:
                     pass
                 _close(self.lock_fd)
                 self.lock_fd = None
-            _udev_settle(self.path)
+        _udev_settle(self.path)
 
     # -- writing -----------------------------------------------------------------------------
 
