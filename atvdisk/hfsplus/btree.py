@@ -148,32 +148,45 @@ def _index_key(key: bytes, spec: BTreeSpec) -> bytes:
     return struct.pack(">H", spec.max_key_length) + body + bytes(spec.max_key_length - len(body))
 
 
-def _pack_greedy(sizes: Sequence[int], node_size: int) -> list[tuple[int, int]]:
-    """Split record sizes into nodes: list of (first, end) record index ranges."""
+def _pack_greedy(
+    sizes: Sequence[int], node_size: int, room: Sequence[int] | None = None
+) -> list[tuple[int, int]]:
+    """Split record sizes into nodes: list of (first, end) record index ranges.
+
+    ``room[i]`` (optional) is the number of bytes record ``i`` needs from its start to the end
+    of the node, beyond what it occupies (see ``plan_btree``).
+    """
     groups: list[tuple[int, int]] = []
     start = 0
     used = DESC + 2  # descriptor + the free-space offset
+    data_end = DESC  # where the next record would start
     for i, size in enumerate(sizes):
         if size % 2:
             raise ValueError("B-tree records must have an even size")
-        if DESC + 2 + size + 2 > node_size:
+        need = room[i] if room is not None else 0
+        if DESC + 2 + size + 2 > node_size or DESC + need > node_size:
             raise ValueError(f"a record of {size} bytes does not fit a {node_size}-byte node")
-        if used + size + 2 > node_size:
+        if used + size + 2 > node_size or data_end + need > node_size:
             groups.append((start, i))
             start = i
             used = DESC + 2
+            data_end = DESC
         used += size + 2
+        data_end += size
     if start < len(sizes):
         groups.append((start, len(sizes)))
     return groups
 
 
 def _levels(
-    leaf_sizes: Sequence[int], first_key_of: Callable[[int], bytes], spec: BTreeSpec
+    leaf_sizes: Sequence[int],
+    first_key_of: Callable[[int], bytes],
+    spec: BTreeSpec,
+    room: Sequence[int] | None = None,
 ) -> list[tuple[list[tuple[int, int]], list[bytes]]]:
     """Pack leaves then index levels. Each level: (groups, first keys of its nodes)."""
     levels = []
-    groups = _pack_greedy(leaf_sizes, spec.node_size)
+    groups = _pack_greedy(leaf_sizes, spec.node_size, room)
     keys = [first_key_of(g[0]) for g in groups]
     levels.append((groups, keys))
     while len(groups) > 1:
@@ -192,16 +205,20 @@ def plan_btree(
     min_total_nodes: int = 1,
     node_multiple: int = 1,
     clump_size: int = 0,
+    room: Sequence[int] | None = None,
 ) -> BTreePlan:
     """Node counts for ``records`` (sorted ``(key, data)`` or ``(key, data_size)`` pairs).
 
     ``min_total_nodes`` reserves free nodes for growth; ``node_multiple`` keeps the file a
-    whole number of allocation blocks (``max(1, block_size // node_size)``).
+    whole number of allocation blocks (``max(1, block_size // node_size)``). ``room[i]``, if
+    given, is how many bytes leaf record ``i`` needs between its start and the end of its node
+    (a reader-compatibility rule: The Sleuth Kit 4.15 reads a fixed-size 520-byte thread record
+    after the key of every folder thread). Pass the same ``room`` to :func:`build_nodes`.
     """
     sizes = [len(k) + (d if isinstance(d, int) else len(d)) for k, d in records]
     level_nodes: tuple[int, ...] = ()
     if records:
-        levels = _levels(sizes, lambda i: records[i][0], spec)
+        levels = _levels(sizes, lambda i: records[i][0], spec, room)
         level_nodes = tuple(len(g) for g, _ in levels)
     used = 1 + sum(level_nodes)
     total = max(min_total_nodes, used)
@@ -263,10 +280,12 @@ def map_node_images(plan: BTreePlan) -> list[bytes]:
     return out
 
 
-def build_nodes(plan: BTreePlan, records: Sequence[tuple[bytes, bytes]]) -> Iterator[tuple[int, bytes]]:
+def build_nodes(
+    plan: BTreePlan, records: Sequence[tuple[bytes, bytes]], room: Sequence[int] | None = None
+) -> Iterator[tuple[int, bytes]]:
     """Yield ``(node_number, image)`` for every non-free node of ``plan``, in node order.
 
-    ``records`` must be the records ``plan`` was made from, with their data.
+    ``records`` (and ``room``) must be what ``plan`` was made from, with the data.
     """
     spec = plan.spec
     ns = spec.node_size
@@ -275,7 +294,7 @@ def build_nodes(plan: BTreePlan, records: Sequence[tuple[bytes, bytes]]) -> Iter
     yield 0, header_node(plan)
     if records:
         sizes = [len(k) + len(d) for k, d in records]
-        levels = _levels(sizes, lambda i: records[i][0], spec)
+        levels = _levels(sizes, lambda i: records[i][0], spec, room)
         if tuple(len(g) for g, _ in levels) != plan.level_nodes:
             raise ValueError("records do not pack as planned")
         first_node = 1

@@ -44,6 +44,7 @@ names) from 16 (18 on a journaled volume: ``.journal`` is 16, ``.journal_info_bl
 from __future__ import annotations
 
 import os
+import struct
 import time
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -68,7 +69,6 @@ from atvdisk.hfsplus.records import (
     HFSPlusBSDInfo,
     HFSPlusCatalogFile,
     HFSPlusCatalogFolder,
-    HFSPlusCatalogKey,
     HFSPlusCatalogThread,
     HFSPlusExtentDescriptor,
     HFSPlusExtentKey,
@@ -179,6 +179,8 @@ def default_catalog_node_size(block_size: int, volume_bytes: int) -> int:
 def text_encoding_hint(name: str) -> int:
     """MacRoman (0) when the name converts to it, else kTextEncodingMacUnicode (as newfs_hfs
     marks the root); both map to bit 0 of encodingsBitmap."""
+    if name.isascii():
+        return kTextEncodingMacRoman
     try:
         unicodedata.normalize("NFC", name).encode("mac_roman")
     except UnicodeEncodeError:
@@ -287,6 +289,7 @@ class VolumeLayout:
     catalog_plan: BTreePlan
     extents_records: list[tuple[bytes, bytes]]
     catalog_records: list[tuple[bytes, bytes]]
+    catalog_room: list[int]
     files: list[PlannedFile]
     used_extents: list[tuple[int, int]]
     header: HFSPlusVolumeHeader
@@ -352,8 +355,15 @@ def _resolve(options: VolumeOptions, region_size: int) -> VolumeOptions:
     )
 
 
+_KEY_HEAD = struct.Struct(">HIH")
+_THREAD_HEAD = struct.Struct(">hhIH")
+_FILE_RECORD = HFSPlusCatalogFile._FULL
+_ZEROS16 = [0] * 16
+
+
 def _catalog_key(parent: int, name: bytes) -> bytes:
-    return HFSPlusCatalogKey(parent, HFSUniStr255(name)).pack()
+    """HFSPlusCatalogKey bytes (same as ``HFSPlusCatalogKey(parent, HFSUniStr255(name)).pack()``)."""
+    return _KEY_HEAD.pack(6 + len(name), parent, len(name) // 2) + name
 
 
 def _bsd(meta: Meta, ftype: int, special: int = 0) -> HFSPlusBSDInfo:
@@ -377,6 +387,13 @@ def _fork(size: int, extents: tuple[tuple[int, int], ...]) -> tuple[HFSPlusForkD
     return HFSPlusForkData(size, 0, total, tuple(descs[:8])), overflow
 
 
+# The Sleuth Kit (4.15, the version pytsk3 bundles) reads sizeof(hfs_thread) = 520 bytes after
+# the key of a folder thread record when it lists a directory, and refuses the directory when
+# fewer remain in the node. Folder threads are therefore never packed closer than that to the
+# end of a leaf node: a little slack, and our volumes stay readable by TSK-based tools.
+TSK_THREAD_ROOM = 520
+
+
 @dataclass
 class _Cat:
     """One catalog record before its data is known: key, sort order, data size, builder."""
@@ -386,6 +403,7 @@ class _Cat:
     key: bytes
     size: int
     build: object  # callable -> bytes
+    room: int = 0
 
 
 def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> VolumeLayout:
@@ -417,6 +435,7 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
         raise HfsUnsupportedError("too many entries for 32-bit catalog node IDs")
 
     # Names per directory: duplicates under the volume's comparison, all-ignorable names.
+    sort_keys: dict[bytes, bytes] = {b"": order.empty_key}
     jnames = {}
     if opts.journaled:
         jnames = {
@@ -437,7 +456,10 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
                         hint="build without --journal, or leave that file out",
                     )
                 named.append((k, n))
-        sk = sorted((order.sort_key(k), k, n) for k, n in named)
+        for k, _n in named:
+            if k not in sort_keys:
+                sort_keys[k] = order.sort_key(k)
+        sk = sorted((sort_keys[k], k, n) for k, n in named)
         for i, (s, _k, n) in enumerate(sk):
             where = f"{d.path}/{n}" if d.path else n
             if s == order.empty_key:
@@ -467,12 +489,18 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
     enc_used = {kTextEncodingMacRoman}
     folder_count = file_count = 0
 
-    def add(parent: int, name: bytes, size: int, build) -> None:
-        cats.append(_Cat(parent, order.sort_key(name), _catalog_key(parent, name), size, build))
+    def add(parent: int, name: bytes, size: int, build, room: int = 0) -> None:
+        key = _catalog_key(parent, name)
+        sk = sort_keys.get(name)
+        if sk is None:
+            sk = sort_keys[name] = order.sort_key(name)
+        cats.append(_Cat(parent, sk, key, size, build, room and len(key) + room))
 
     def thread(cnid: int, rtype: int, parent: int, name: bytes) -> None:
-        rec = HFSPlusCatalogThread(rtype, 0, parent, HFSUniStr255(name)).pack()
-        add(cnid, b"", len(rec), lambda rec=rec: rec)
+        # == HFSPlusCatalogThread(rtype, 0, parent, HFSUniStr255(name)).pack()
+        rec = _THREAD_HEAD.pack(rtype, 0, parent, len(name) // 2) + name
+        room = TSK_THREAD_ROOM if rtype == kHFSPlusFolderThreadRecord else 0
+        add(cnid, b"", len(rec), lambda rec=rec: rec, room)
 
     # root folder
     root_children = len(root.child_keys) + (2 if opts.journaled else 0)
@@ -517,20 +545,27 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
             file_of[e.keys] = pf
 
             def file_rec(e: TreeEntry = e, pf: PlannedFile = pf, te: int = te) -> bytes:
-                fork, _ = _fork(pf.size, pf.extents)
+                # Same bytes as HFSPlusCatalogFile(...).pack() (tests check it), without
+                # building a dozen objects per file: this runs once per file.
+                m = e.meta
                 is_link = e.kind is Kind.SYMLINK
-                return HFSPlusCatalogFile(
-                    recordType=kHFSPlusFileRecord,
-                    flags=kHFSThreadExistsMask,
-                    fileID=pf.cnid,
-                    **_dates(e.meta, ct),
-                    backupDate=0,
-                    permissions=_bsd(e.meta, S_IFLNK if is_link else S_IFREG, 1),
-                    userInfo=FileInfo(kSymLinkFileType, kSymLinkCreator) if is_link else FileInfo(),
-                    finderInfo=ExtendedFileInfo(),
-                    textEncoding=te,
-                    dataFork=fork,
-                ).pack()
+                mt = m.mtime if m.mtime is not None else ct
+                flat: list[int] = []
+                for start, count in pf.extents[:8]:
+                    flat += (start, count)
+                flat += _ZEROS16[len(flat) :]
+                return _FILE_RECORD.pack(
+                    kHFSPlusFileRecord, kHFSThreadExistsMask, 0, pf.cnid,
+                    unix_to_hfs(m.crtime if m.crtime is not None else mt), unix_to_hfs(mt),
+                    unix_to_hfs(m.ctime if m.ctime is not None else mt),
+                    unix_to_hfs(m.atime if m.atime is not None else mt), 0,
+                    m.uid, m.gid, 0, 0, (S_IFLNK if is_link else S_IFREG) | m.mode, 1,
+                    kSymLinkFileType if is_link else 0, kSymLinkCreator if is_link else 0, 0, 0, 0, 0,
+                    0, 0, 0, 0, 0, 0, 0,
+                    te, 0,
+                    pf.size, 0, pf.blocks, *flat,
+                    0, 0, 0, *_ZEROS16,
+                )  # fmt: skip
 
             add(parent, name, HFSPlusCatalogFile.SIZE, file_rec)
             thread(cnid, kHFSPlusFileThreadRecord, parent, name)
@@ -567,6 +602,7 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
 
     cats.sort(key=lambda c: (c.parent, c.order))
     cat_sizes = [(c.key, c.size) for c in cats]
+    cat_room = [c.room for c in cats]
 
     # Data block counts (and, in fragment mode, the overflow extents they will need).
     frag = opts.fragment_blocks
@@ -620,6 +656,7 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
             ),
             node_multiple=mult(cat_spec.node_size),
             clump_size=clump[kHFSCatalogFileID],
+            room=cat_room,
         )
         ep = plan_btree(
             ext_placeholder,
@@ -720,6 +757,8 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
             f.extents = tuple(ext)
         else:
             f.extents = ((take(n), n),)
+        if len(f.extents) <= 8:
+            continue
         _, overflow = _fork(f.size, f.extents)
         fork_block = sum(c for _, c in f.extents[:8])
         for rec in overflow:
@@ -802,6 +841,7 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
         catalog_plan=cat_plan,
         extents_records=extents_records,
         catalog_records=catalog_records,
+        catalog_room=cat_room,
         files=files,
         used_extents=merged,
         header=header,

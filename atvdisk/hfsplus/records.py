@@ -252,6 +252,14 @@ class HFSPlusForkData:
         return cls(ls, cs, tb, _unpack_extents(data, offset + 16))
 
 
+def _fork_fields(fork: HFSPlusForkData) -> list[int]:
+    out = [fork.logicalSize, fork.clumpSize, fork.totalBlocks]
+    for d in fork.extents:
+        out.append(d.startBlock)
+        out.append(d.blockCount)
+    return out
+
+
 @dataclass(frozen=True)
 class HFSPlusBSDInfo:
     ownerID: int = 0
@@ -616,25 +624,19 @@ class HFSPlusCatalogFolder:
 
     SIZE: ClassVar[int] = 88
     _S: ClassVar[struct.Struct] = struct.Struct(">hHIIIIIII")
+    _FULL: ClassVar[struct.Struct] = struct.Struct(">hHIIIIIII" "IIBBHI" "hhhhHhhH" "hhiHhi" "II")
 
     def pack(self) -> bytes:
-        return (
-            self._S.pack(
-                self.recordType,
-                self.flags,
-                self.valence,
-                self.folderID,
-                self.createDate,
-                self.contentModDate,
-                self.attributeModDate,
-                self.accessDate,
-                self.backupDate,
-            )
-            + self.permissions.pack()
-            + self.userInfo.pack()
-            + self.finderInfo.pack()
-            + struct.pack(">II", self.textEncoding, self.reserved)
-        )
+        p, u, f = self.permissions, self.userInfo, self.finderInfo
+        return self._FULL.pack(
+            self.recordType, self.flags, self.valence, self.folderID, self.createDate,
+            self.contentModDate, self.attributeModDate, self.accessDate, self.backupDate,
+            p.ownerID, p.groupID, p.adminFlags, p.ownerFlags, p.fileMode, p.special,
+            *u.windowBounds, u.finderFlags, u.location_v, u.location_h, u.reservedField,
+            f.scrollPosition_v, f.scrollPosition_h, f.reserved1, f.extendedFinderFlags,
+            f.reserved2, f.putAwayFolderID,
+            self.textEncoding, self.reserved,
+        )  # fmt: skip
 
     @classmethod
     def unpack(cls, data: bytes, offset: int = 0) -> HFSPlusCatalogFolder:
@@ -673,27 +675,21 @@ class HFSPlusCatalogFile:
 
     SIZE: ClassVar[int] = 248
     _S: ClassVar[struct.Struct] = struct.Struct(">hHIIIIIII")
+    _FULL: ClassVar[struct.Struct] = struct.Struct(
+        ">hHIIIIIII" "IIBBHI" "IIHhhH" "hhhhHhi" "II" "QII16I" "QII16I"
+    )
 
     def pack(self) -> bytes:
-        return (
-            self._S.pack(
-                self.recordType,
-                self.flags,
-                self.reserved1,
-                self.fileID,
-                self.createDate,
-                self.contentModDate,
-                self.attributeModDate,
-                self.accessDate,
-                self.backupDate,
-            )
-            + self.permissions.pack()
-            + self.userInfo.pack()
-            + self.finderInfo.pack()
-            + struct.pack(">II", self.textEncoding, self.reserved2)
-            + self.dataFork.pack()
-            + self.resourceFork.pack()
-        )
+        p, u, f = self.permissions, self.userInfo, self.finderInfo
+        return self._FULL.pack(
+            self.recordType, self.flags, self.reserved1, self.fileID, self.createDate,
+            self.contentModDate, self.attributeModDate, self.accessDate, self.backupDate,
+            p.ownerID, p.groupID, p.adminFlags, p.ownerFlags, p.fileMode, p.special,
+            u.fileType, u.fileCreator, u.finderFlags, u.location_v, u.location_h, u.reservedField,
+            *f.reserved1, f.extendedFinderFlags, f.reserved2, f.putAwayFolderID,
+            self.textEncoding, self.reserved2,
+            *_fork_fields(self.dataFork), *_fork_fields(self.resourceFork),
+        )  # fmt: skip
 
     @classmethod
     def unpack(cls, data: bytes, offset: int = 0) -> HFSPlusCatalogFile:

@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from atvdisk.hfsplus.errors import HfsNameError, HfsTreeError, HfsUnsupportedError
+from atvdisk.hfsplus.errors import HfsDuplicateNameError, HfsNameError, HfsTreeError, HfsUnsupportedError
 from atvdisk.hfsplus.names import encode_component
 
 MAX_SYMLINK_TARGET = 4095
@@ -156,11 +156,34 @@ def _check_id(value: int, what: str, path: str) -> int:
 
 
 def _check_time(value: int | float | None, what: str, path: str) -> int | None:
-    if value is None:
-        return None
+    if value is None or type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise HfsTreeError(f"{path!r}: {what} {value!r} is not a time in Unix seconds")
     return int(value)
+
+
+def _check_target(target: str | bytes, path: str) -> str:
+    """A symlink target as stored: valid UTF-8, no NUL, at most 4095 bytes."""
+    if isinstance(target, bytes):
+        target = os.fsdecode(target)
+    if not isinstance(target, str) or not target:
+        raise HfsTreeError(f"{path!r}: symlink target must be a non-empty string")
+    try:
+        raw = target.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise HfsNameError(
+            f"{path!r}: symlink target {target!r} is not valid UTF-8", name=target, path=path
+        ) from e
+    if b"\0" in raw:
+        raise HfsNameError(f"{path!r}: symlink target contains NUL", name=target, path=path)
+    if len(raw) > MAX_SYMLINK_TARGET:
+        raise HfsNameError(
+            f"{path!r}: symlink target is {len(raw)} bytes (maximum {MAX_SYMLINK_TARGET})",
+            name=target,
+            path=path,
+        )
+    return target
 
 
 def split_path(path: str | bytes | os.PathLike) -> list[str]:
@@ -186,6 +209,16 @@ class HfsTree:
         self.default_gid = _check_id(default_gid, "gid", "/")
         self.default_dir_mode = default_dir_mode & 0o7777
         self._root = _Node(Kind.DIR, "", b"", self._implicit_meta(), implicit=True)
+        self._keys: dict[str, bytes] = {}
+
+    def _key(self, name: str, path: str) -> bytes:
+        """The stored name of one component (cached: names repeat a lot in real trees)."""
+        k = self._keys.get(name)
+        if k is None:
+            k = encode_component(name, path=path)
+            if len(self._keys) < 1_000_000:
+                self._keys[name] = k
+        return k
 
     def _implicit_meta(self) -> Meta:
         return Meta(self.default_dir_mode, self.default_uid, self.default_gid)
@@ -196,16 +229,17 @@ class HfsTree:
         node = self._root
         keys: list[bytes] = []
         for i, name in enumerate(parts[:-1]):
-            sub = "/".join(parts[: i + 1])
-            key = encode_component(name, path=path)
+            key = self._key(name, path)
             keys.append(key)
             child = node.children.get(key)
             if child is None:
+                sub = "/".join(parts[: i + 1])
                 if not create:
                     raise HfsTreeError(f"{path!r}: no such directory {sub!r}")
                 child = _Node(Kind.DIR, name, key, self._implicit_meta(), implicit=True)
                 node.children[key] = child
             elif child.kind is not Kind.DIR:
+                sub = "/".join(parts[: i + 1])
                 raise HfsTreeError(
                     f"{path!r}: {sub!r} is a {child.kind.value}, not a directory",
                     hint="remove it first if the later content should win",
@@ -213,14 +247,33 @@ class HfsTree:
             node = child
         return node, keys
 
-    def _meta(self, path: str, mode: int, uid: int | None, gid: int | None, times: dict) -> Meta:
-        if isinstance(mode, bool) or not isinstance(mode, int) or mode < 0:
+    def _meta(
+        self,
+        path: str,
+        mode: int,
+        uid: int | None,
+        gid: int | None,
+        mtime: float | None = None,
+        atime: float | None = None,
+        ctime: float | None = None,
+        crtime: float | None = None,
+    ) -> Meta:
+        if type(mode) is not int or mode < 0:
             raise HfsTreeError(f"{path!r}: invalid mode {mode!r}")
+        uid = self.default_uid if uid is None else uid
+        gid = self.default_gid if gid is None else gid
+        if type(uid) is not int or not 0 <= uid <= 0xFFFFFFFF:
+            _check_id(uid, "uid", path)
+        if type(gid) is not int or not 0 <= gid <= 0xFFFFFFFF:
+            _check_id(gid, "gid", path)
         return Meta(
             mode & 0o7777,
-            _check_id(self.default_uid if uid is None else uid, "uid", path),
-            _check_id(self.default_gid if gid is None else gid, "gid", path),
-            **{k: _check_time(v, k, path) for k, v in times.items()},
+            uid,
+            gid,
+            _check_time(mtime, "mtime", path),
+            _check_time(atime, "atime", path),
+            _check_time(ctime, "ctime", path),
+            _check_time(crtime, "crtime", path),
         )
 
     # -- building ---------------------------------------------------------------------------
@@ -239,20 +292,24 @@ class HfsTree:
     ) -> None:
         """Add (or update) a directory. ``""`` or ``"/"`` sets the root directory's metadata."""
         parts = split_path(path)
-        meta = self._meta(path, mode, uid, gid, dict(mtime=mtime, atime=atime, ctime=ctime, crtime=crtime))
+        meta = self._meta(path, mode, uid, gid, mtime, atime, ctime, crtime)
         if not parts:
             self._root.meta = meta
             self._root.implicit = False
             return
         parent, _ = self._resolve_parent(parts, path, create=True)
-        key = encode_component(parts[-1], path=path)
+        self._set_dir(parent, parts[-1], self._key(parts[-1], path), meta)
+
+    def _set_dir(self, parent: _Node, name: str, key: bytes, meta: Meta) -> _Node:
         old = parent.children.get(key)
         if old is not None and old.kind is Kind.DIR:
             old.meta = meta
-            old.name = parts[-1]
+            old.name = name
             old.implicit = False
-            return
-        parent.children[key] = _Node(Kind.DIR, parts[-1], key, meta)
+            return old
+        node = _Node(Kind.DIR, name, key, meta)
+        parent.children[key] = node
+        return node
 
     def add_file(
         self,
@@ -272,7 +329,7 @@ class HfsTree:
             raise HfsTreeError(f"{path!r}: source must be a PathSource, BytesSource or ExternalSource")
         if source.size < 0:
             raise HfsTreeError(f"{path!r}: negative size {source.size}")
-        meta = self._meta(path, mode, uid, gid, dict(mtime=mtime, atime=atime, ctime=ctime, crtime=crtime))
+        meta = self._meta(path, mode, uid, gid, mtime, atime, ctime, crtime)
         self._put_leaf(path, _Node(Kind.FILE, "", b"", meta, source=source))
 
     def add_symlink(
@@ -289,25 +346,8 @@ class HfsTree:
         crtime: int | float | None = None,
     ) -> None:
         """Add (or replace) a symbolic link to ``target`` (stored as UTF-8 in the data fork)."""
-        if isinstance(target, bytes):
-            target = os.fsdecode(target)
-        if not isinstance(target, str) or not target:
-            raise HfsTreeError(f"{path!r}: symlink target must be a non-empty string")
-        try:
-            raw = target.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise HfsNameError(
-                f"{path!r}: symlink target {target!r} is not valid UTF-8", name=target, path=path
-            ) from e
-        if b"\0" in raw:
-            raise HfsNameError(f"{path!r}: symlink target contains NUL", name=target, path=path)
-        if len(raw) > MAX_SYMLINK_TARGET:
-            raise HfsNameError(
-                f"{path!r}: symlink target is {len(raw)} bytes (maximum {MAX_SYMLINK_TARGET})",
-                name=target,
-                path=path,
-            )
-        meta = self._meta(path, mode, uid, gid, dict(mtime=mtime, atime=atime, ctime=ctime, crtime=crtime))
+        target = _check_target(target, path)
+        meta = self._meta(path, mode, uid, gid, mtime, atime, ctime, crtime)
         self._put_leaf(path, _Node(Kind.SYMLINK, "", b"", meta, target=target))
 
     def _put_leaf(self, path: str, node: _Node) -> None:
@@ -316,7 +356,7 @@ class HfsTree:
             raise HfsTreeError(f"{path!r}: the root must be a directory")
         parent, _ = self._resolve_parent(parts, path, create=True)
         node.name = parts[-1]
-        node.key = encode_component(parts[-1], path=path)
+        node.key = self._key(parts[-1], path)
         parent.children[node.key] = node
 
     def remove(self, path: str, *, missing_ok: bool = False) -> None:
@@ -330,7 +370,7 @@ class HfsTree:
             if missing_ok:
                 return
             raise
-        key = encode_component(parts[-1], path=path)
+        key = self._key(parts[-1], path)
         if key not in parent.children:
             if missing_ok:
                 return
@@ -346,7 +386,7 @@ class HfsTree:
         for name in parts:
             if node.kind is not Kind.DIR:
                 return None
-            key = encode_component(name, path=path)
+            key = self._key(name, path)
             node = node.children.get(key)  # type: ignore[assignment]
             if node is None:
                 return None
@@ -418,37 +458,55 @@ class HfsTree:
         def times(s: os.stat_result) -> dict:
             return dict(mtime=int(s.st_mtime), atime=int(s.st_atime), ctime=int(s.st_ctime))
 
-        if set_root or split_path(prefix):
+        parts = split_path(prefix)
+        if set_root or parts:
             uid, gid = ids(st)
             self.add_dir(prefix, mode=st.st_mode & 0o7777, uid=uid, gid=gid, **times(st))
-        stack = [(top, "/".join(split_path(prefix)))]
+        top_node = self._root
+        if parts:
+            parent, _ = self._resolve_parent(parts, prefix, create=True)
+            top_node = parent.children[self._key(parts[-1], prefix)]
+        stack = [(top, "/".join(parts), top_node)]
         while stack:
-            hdir, vdir = stack.pop()
+            hdir, vdir, dnode = stack.pop()
             try:
                 with os.scandir(hdir) as it:
                     items = sorted(it, key=lambda d: d.name)
             except OSError as e:
                 raise HfsTreeError(f"cannot list {hdir}: {e.strerror}") from e
+            seen: dict[bytes, str] = {}
             for d in items:
                 hpath = os.path.join(hdir, d.name)
                 vpath = f"{vdir}/{d.name}" if vdir else d.name
+                key = self._key(d.name, hpath)
+                if key in seen:
+                    raise HfsDuplicateNameError(
+                        f"{os.path.join(hdir, seen[key])!r} and {hpath!r} have the same name on HFS+ "
+                        "(they differ only in Unicode normalization)",
+                        first=seen[key],
+                        second=d.name,
+                        path=vpath,
+                        hint="rename one of them",
+                    )
+                seen[key] = d.name
                 try:
                     s = d.stat(follow_symlinks=False)
                 except OSError as e:
                     raise HfsTreeError(f"cannot stat {hpath}: {e.strerror}") from e
                 uid, gid = ids(s)
                 m = s.st_mode
+                meta = self._meta(hpath, m & 0o7777, uid, gid, int(s.st_mtime), int(s.st_atime), int(s.st_ctime))
                 if stat.S_ISDIR(m):
-                    self.add_dir(vpath, mode=m & 0o7777, uid=uid, gid=gid, **times(s))
-                    stack.append((hpath, vpath))
+                    stack.append((hpath, vpath, self._set_dir(dnode, d.name, key, meta)))
                 elif stat.S_ISREG(m):
-                    self.add_file(vpath, PathSource(hpath, s.st_size), mode=m & 0o7777, uid=uid, gid=gid, **times(s))
+                    dnode.children[key] = _Node(Kind.FILE, d.name, key, meta, source=PathSource(hpath, s.st_size))
                 elif stat.S_ISLNK(m):
                     try:
                         target = os.readlink(hpath)
                     except OSError as e:
                         raise HfsTreeError(f"cannot read symlink {hpath}: {e.strerror}") from e
-                    self.add_symlink(vpath, target, mode=m & 0o7777, uid=uid, gid=gid, **times(s))
+                    target = _check_target(target, hpath)
+                    dnode.children[key] = _Node(Kind.SYMLINK, d.name, key, meta, target=target)
                 else:
                     what = (
                         "character device" if stat.S_ISCHR(m)

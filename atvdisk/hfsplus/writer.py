@@ -49,6 +49,7 @@ _BATCH = 1 << 20
 
 JOURNAL_SECTOR = 512
 JOURNAL_BLHDR_SIZE = 4096
+SPARSE_MIN = 1 << 16  # smaller host files are copied whole (looking for holes costs more)
 
 
 class VolumeWriter:
@@ -163,7 +164,9 @@ class VolumeWriter:
         self._put(j.start * bs, jh + bytes(JOURNAL_SECTOR - len(jh)))
         self.region.zero_or_claim(j.start * bs + JOURNAL_SECTOR, j.blocks * bs - JOURNAL_SECTOR)
 
-    def _btree(self, fork: ForkPlacement | None, plan: BTreePlan | None, records: list) -> None:
+    def _btree(
+        self, fork: ForkPlacement | None, plan: BTreePlan | None, records: list, room: list | None = None
+    ) -> None:
         if fork is None or plan is None:
             return
         ns = plan.spec.node_size
@@ -171,7 +174,7 @@ class VolumeWriter:
         batch = bytearray()
         batch_start = 0
         next_node = 0
-        for number, image in build_nodes(plan, records):
+        for number, image in build_nodes(plan, records, room):
             if number != next_node:
                 raise AssertionError("B-tree nodes out of order")
             if not batch:
@@ -245,7 +248,7 @@ class VolumeWriter:
 
     def _segments(self, fd: int, size: int) -> Iterator[tuple[int, int, bool]]:
         """``(start, end, is_data)`` of a host file; holes only on a known-zero region."""
-        if not self.region.known_zero or size == 0:
+        if not self.region.known_zero or size < SPARSE_MIN:
             if size:
                 yield 0, size, True
             return
@@ -286,7 +289,7 @@ class VolumeWriter:
             self._journal()
             self._btree(lay.extents, lay.extents_plan, lay.extents_records)
             self._btree(lay.attributes, lay.attributes_plan, [])
-            self._btree(lay.catalog, lay.catalog_plan, lay.catalog_records)
+            self._btree(lay.catalog, lay.catalog_plan, lay.catalog_records, lay.catalog_room)
             self._wipe_edges()
             for pf in sorted(lay.files, key=lambda f: f.extents[0][0] if f.extents else 0):
                 data = pf.data()
