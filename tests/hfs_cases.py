@@ -242,7 +242,7 @@ CASES: list[HfsCase] = [
     HfsCase("empty", _opts(volume_name="Empty"), fill_empty, lambda: 8 * MIB, description="an empty volume"),
     HfsCase("small-files", _opts(volume_name="Small"), fill_small_files, lambda: 16 * MIB,
             description="0, 1, 4095, 4096 and 4097-byte files"),
-    HfsCase("large-sparse", _opts(volume_name="Large"), fill_large_sparse, lambda size: size + 80 * MIB,
+    HfsCase("large-sparse", _opts(volume_name="Large"), fill_large_sparse, lambda size: (size // MIB + 80) * MIB,
             params={"size": GIB + 12345}, slow=True,
             description="one sparse >= 1 GB file (8 KiB catalog nodes: volume >= 1 GiB)"),
     HfsCase("many-files", _opts(volume_name="Many"), fill_many_files,
