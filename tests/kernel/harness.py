@@ -21,18 +21,39 @@ guest side (in ``script``)         host side (on the result)
                                    uid, gid, sha256, target, ...)} (any byte in names is safe)
 ``guest_swapon N DEV``             ``result.swap(N)`` -> rc, /proc/swaps rows, dmesg lines
 ``guest_save N CMD ARGS``          ``result.text(N)`` (stdout), ``N.err``, ``N.rc``
+``guest_recorders DIR CMD...``     ``result.calls()`` -> [("fsck.ext4", "/dev/sda4"), ...]
+``guest_kexec_wrapper DIR``        ``result.calls()``, ``result.ended == "kexec"``,
+                                   ``result.kexec_probe["cmdline"]`` (second kernel's)
 anything else writing ``$RESULTS``  ``result.files[relative path]`` (bytes)
 =================================  ============================================================
 
-Inside the guest: ``$JOB`` holds ``files`` (mode 0755, so recorder scripts can be put first on
-``PATH``: ``export PATH=$JOB/bin:$PATH``), ``$ATVDISK_REAL_KEXEC`` is kexec-tools' ``kexec``
+Inside the guest: ``$JOB`` holds ``files`` (mode 0755, so scripts shipped there can run, and a
+directory of them can go first on ``PATH``), ``$ATVDISK_REAL_KEXEC`` is kexec-tools' ``kexec``
 (deliberately not on ``PATH``), ``$KVER`` the kernel release. Modules for AHCI/SCSI disks,
-virtio, hfsplus, vfat/msdos (+ nls cp437, iso8859-1, utf8), ext4 and loop are loaded;
-swap, GPT/MBR partitions and kexec are built in.
+virtio, hfsplus, vfat/msdos (+ nls cp437, iso8859-1, utf8, ascii), ext4 and loop are loaded;
+swap, GPT/MBR partitions and kexec are built in. ``mount`` of a journaled HFS+ volume without
+``force`` is left read-only by the kernel: ``result.mount(N).read_only`` and ``.dmesg`` show it.
+
+Boot-script rehearsal (recorders replace ``kexec`` and ``fsck.*``; the disk is ``/dev/sda``)::
+
+    guest_recorders /tmp/rec kexec fsck.hfsplus fsck.ext4
+    export PATH=/tmp/rec:$PATH
+    mount /dev/sda2 /mnt/recovery && sh /mnt/recovery/boot-script
+    # host: result.calls() == [("fsck.hfsplus", "/dev/sda3"), ..., ("kexec", "-e")]
+
+Real hand-over: ``guest_kexec_wrapper /tmp/rec`` puts a ``kexec`` there that records the call,
+runs kexec-tools, adds ``--initrd=$ATVDISK_KEXEC_PROBE`` to a load that has no initrd (the
+probe's /init prints ``ATVDISK-KEXEC-PROBE: cmdline ...`` on ttyS0 even under ``quiet``
+without ``console=``, then powers off) and writes the results before ``kexec -e``. The kernel
+to load must be a file in the guest (e.g. ``files={"KERNEL": assets.kernel.vmlinuz...}`` or on
+the image); a second boot costs ~20-30 s under TCG (kexec-tools' hashing, bzImage
+decompression).
 
 Example::
 
-    from tests.kernel.harness import run_guest   # inside tests/kernel: from .harness import ...
+    # In a test module under tests/kernel/ (recommended: the fixtures of conftest.py apply):
+    #     def test_x(run_guest): ...    or    from .harness import run_guest
+    from tests.kernel.harness import run_guest   # from the repository root
 
     result = run_guest(
         [Path("disk.img")],

@@ -163,6 +163,7 @@ guest_mount media /dev/sda2 ext4 rw && guest_list media
 echo written by the guest > /mnt/media/guest-was-here
 guest_umount media
 guest_swapon swap /dev/sda3
+guest_mount not_hfs /dev/sda2 hfsplus ro
 guest_save filesystems cat /proc/filesystems
 guest_save sdb-ro cat /sys/block/sdb/ro
 guest_mount second /dev/sdb vfat ro && guest_list second
@@ -283,6 +284,13 @@ def test_swapon_accepted(main_run: GuestResult) -> None:
 def test_filesystems_include_hfsplus(main_run: GuestResult) -> None:
     names = {line.split()[-1] for line in main_run.text("filesystems").splitlines() if line.strip()}
     assert {"hfsplus", "vfat", "msdos", "ext4"} <= names
+
+
+def test_failed_mount_is_recorded_with_the_kernel_reason(main_run: GuestResult) -> None:
+    # hfsplus refuses the ext4 partition: the mount fails and its kernel message is captured.
+    mount = main_run.mount("not_hfs")
+    assert mount.rc != 0 and not mount.mounted
+    assert any("hfsplus: unable to find HFS+ superblock" in line for line in mount.dmesg), mount.dmesg
 
 
 def test_second_disk_is_sdb_and_read_only(main_run: GuestResult, gpt_image: GptImage) -> None:

@@ -4,6 +4,7 @@
 #
 #   guest_blkid [DEV...]                      blkid -p -o export of DEVs (default: every sd*)
 #   guest_mount NAME DEV FSTYPE [OPTS] [DIR]  mount (DIR defaults to /mnt/NAME), with its dmesg
+#                                             (not MS_SILENT, unlike a plain busybox mount)
 #   guest_umount NAME                         unmount what guest_mount NAME mounted, with dmesg
 #   guest_list NAME [DIR]                     every entry under DIR (default: NAME's mount)
 #   guest_swapon NAME DEV                     swapon DEV, /proc/swaps, dmesg, then swapoff
@@ -69,7 +70,9 @@ guest_mount() {
     echo "$dir" > "$out/dir"
     echo "$dev" > "$out/dev"
     mark=$(_guest_mark "mount-$name")
-    mount -t "$fstype" -o "$opts" "$dev" "$dir" 2> "$out/stderr"
+    # "loud": busybox mount passes MS_SILENT by default, which hides the kernel's reasons for
+    # refusing a volume ("unable to find HFS+ superblock", ...).
+    mount -t "$fstype" -o "loud,$opts" "$dev" "$dir" 2> "$out/stderr"
     rc=$?
     echo $rc > "$out/rc"
     _guest_dmesg_since "$mark" > "$out/dmesg"
