@@ -30,7 +30,8 @@ def guest_assets() -> GuestAssets:
     try:
         return harness.default_assets()
     except AssetError as exc:
-        pytest.fail(f"the kernel-test assets could not be prepared:\n{exc}", pytrace=False)
+        reason = str(exc)
+    pytest.fail(f"the kernel-test assets could not be prepared:\n{reason}", pytrace=False)
 
 
 @pytest.fixture
