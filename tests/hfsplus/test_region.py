@@ -1,0 +1,154 @@
+"""The bounded region writer: bounds, overlaps, the three copy paths, streams, sparseness."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from atvdisk.hfsplus.errors import RegionError
+from atvdisk.region import Region, region_reads_as_zero
+
+MIB = 1 << 20
+
+
+def _read(p: Path, off: int, n: int) -> bytes:
+    with open(p, "rb") as f:
+        f.seek(off)
+        return f.read(n)
+
+
+def test_bounds_and_overlaps(tmp_path: Path) -> None:
+    img = tmp_path / "img"
+    with Region.open(img, 100, 1000, create=True) as r:
+        assert os.path.getsize(img) == 1100 and r.known_zero
+        r.write(0, b"a" * 10)
+        r.write(990, b"z" * 10)
+        with pytest.raises(RegionError, match="outside the region"):
+            r.write(995, b"x" * 10)
+        with pytest.raises(RegionError, match="outside the region"):
+            r.write(-1, b"x")
+        with pytest.raises(RegionError, match=r"overlaps an earlier write \[0, 10\)"):
+            r.write(5, b"x" * 10)
+        with pytest.raises(RegionError, match="overlaps"):
+            r.write(985, b"x" * 6)
+        r.write(10, b"b" * 10)  # adjacent: fine, merged
+        r.claim_zero(20, 30)
+        with pytest.raises(RegionError, match="overlaps"):
+            r.write(49, b"x")
+        assert r.written() == [(0, 50), (990, 1000)]
+        with pytest.raises(RegionError, match="overlaps"):
+            r.write_zeros(0, 1)
+    assert _read(img, 100, 20) == b"a" * 10 + b"b" * 10
+    assert _read(img, 1090, 10) == b"z" * 10
+    assert _read(img, 0, 100) == bytes(100)
+
+
+def test_interval_merging_keeps_order(tmp_path: Path) -> None:
+    with Region.open(tmp_path / "img", 0, 10_000, create=True) as r:
+        for start in (500, 100, 300, 200, 400):
+            r.write(start, b"x" * 100)
+        assert r.written() == [(100, 600)]
+        r.write(700, b"y")
+        r.write(650, b"y")
+        assert r.written() == [(100, 600), (650, 651), (700, 701)]
+        with pytest.raises(RegionError):
+            r.write(599, b"yy")
+
+
+def test_claim_zero_needs_a_known_zero_region(tmp_path: Path) -> None:
+    img = tmp_path / "img"
+    img.write_bytes(b"\xaa" * 4096)
+    with Region.open(img, 0, 4096) as r:
+        assert not r.known_zero  # it holds data
+        with pytest.raises(RegionError, match="not known to be zero"):
+            r.claim_zero(0, 10)
+        r.zero_or_claim(0, 10)
+    assert _read(img, 0, 12) == bytes(10) + b"\xaa\xaa"
+
+
+def test_known_zero_detection(tmp_path: Path) -> None:
+    img = tmp_path / "img"
+    with open(img, "wb") as f:
+        f.truncate(8 * MIB)
+        f.seek(4 * MIB)
+        f.write(b"data")
+    fd = os.open(img, os.O_RDONLY)
+    try:
+        assert region_reads_as_zero(fd, 0, 4 * MIB)
+        assert not region_reads_as_zero(fd, 0, 4 * MIB + 1)
+        assert region_reads_as_zero(fd, 5 * MIB, 3 * MIB)
+        assert region_reads_as_zero(fd, 9 * MIB, MIB)  # past EOF
+    finally:
+        os.close(fd)
+    with Region.open(img, 5 * MIB, MIB) as r:
+        assert r.known_zero
+    with Region.open(img, 3 * MIB, 2 * MIB) as r:
+        assert not r.known_zero
+
+
+def test_existing_file_is_extended_and_never_truncated(tmp_path: Path) -> None:
+    img = tmp_path / "img"
+    img.write_bytes(b"keep" * 256)
+    with Region.open(img, 2048, MIB) as r:
+        r.write(0, b"new")
+    assert os.path.getsize(img) == 2048 + MIB
+    assert _read(img, 0, 4) == b"keep"
+    with pytest.raises(RegionError, match="cannot create"):
+        Region.open(img, 0, 10, create=True)
+
+
+@pytest.mark.parametrize("path", ["copy_file_range", "sendfile", "pread"])
+def test_copy_paths(tmp_path: Path, path: str) -> None:
+    src = tmp_path / "src"
+    data = os.urandom(3 * MIB + 123)
+    src.write_bytes(data)
+    img = tmp_path / "img"
+    with Region.open(img, 512, 8 * MIB, create=True) as r:
+        if path != "copy_file_range":
+            r._cfr_ok = False
+        if path == "pread":
+            r._sendfile_ok = False
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            r.copy_from(4096, fd, 100, len(data) - 100)
+            with pytest.raises(RegionError, match="source ended early"):
+                r.copy_from(5 * MIB, fd, len(data) - 10, 20)
+        finally:
+            os.close(fd)
+    assert _read(img, 512 + 4096, len(data) - 100) == data[100:]
+
+
+def test_write_stream_exact(tmp_path: Path) -> None:
+    img = tmp_path / "img"
+    with Region.open(img, 0, 20 * MIB, create=True) as r:
+        payload = os.urandom(9 * MIB + 7)
+        r.write_stream(0, io.BytesIO(payload), len(payload))
+        with pytest.raises(RegionError, match="ended after 5 of 10 bytes"):
+            r.write_stream(10 * MIB, io.BytesIO(b"12345"), 10)
+        with pytest.raises(RegionError, match="more than the declared 3 bytes"):
+            r.write_stream(11 * MIB, io.BytesIO(b"12345"), 3)
+
+        class ReadOnly:  # no readinto: the read() path
+            def __init__(self, b: bytes) -> None:
+                self.f = io.BytesIO(b)
+
+            def read(self, n: int = -1) -> bytes:
+                return self.f.read(n)
+
+        r.write_stream(12 * MIB, ReadOnly(b"abc"), 3)
+    assert _read(img, 0, len(payload)) == payload
+    assert _read(img, 12 * MIB, 3) == b"abc"
+
+
+def test_zero_chunks_stay_sparse(tmp_path: Path) -> None:
+    img = tmp_path / "img"
+    size = 64 * MIB
+    with Region.open(img, 0, size, create=True) as r:
+        stream = io.BytesIO(bytes(32 * MIB) + b"tail")
+        r.write_stream(0, stream, 32 * MIB + 4, skip_zero_chunks=True)
+    st = os.stat(img)
+    assert st.st_blocks * 512 < 2 * MIB
+    assert _read(img, 32 * MIB, 4) == b"tail"
