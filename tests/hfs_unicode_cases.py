@@ -465,6 +465,27 @@ def build_tree(volume: ProofVolume):
     return tree
 
 
+def build_image(volume: ProofVolume, path) -> None:
+    """Write ``volume`` with our HFS+ writer into a new sparse image file at ``path``."""
+    from atvdisk.hfsplus.layout import VolumeOptions
+    from atvdisk.hfsplus.writer import write_volume
+    from atvdisk.region import Region
+
+    options = VolumeOptions(
+        volume_name=volume.label,
+        case_sensitive=volume.case_sensitive,
+        create_time=1_000_000_000,
+        volume_id=0x554E4950524F4F46,
+    )
+    with Region.open(path, 0, volume.size, create=True) as region:
+        write_volume(build_tree(volume), options, region)
+
+
+def mount_record(volume: ProofVolume, phase: Phase) -> str:
+    """The ``guest_mount`` record name :func:`guest_script` uses for ``phase``."""
+    return f"uproof-{_safe(volume.label)}-{phase.name}"
+
+
 def _safe(label: str) -> str:
     return label.lower()
 
@@ -486,7 +507,7 @@ def guest_script(volume: ProofVolume, device: str) -> str:
     lines = []
     for ph in volume.phases:
         out = f"$RESULTS/uproof/{v}/{ph.name}"
-        rec = f"uproof-{v}-{ph.name}"
+        rec = mount_record(volume, ph)
         lines.append(f'mkdir -p "{out}"')
         lines.append(f"guest_mount {rec} {device} hfsplus {ph.mount_options} /mnt/uproof && {{")
         for k, lst in enumerate(ph.listings):
@@ -502,12 +523,20 @@ def guest_script(volume: ProofVolume, device: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check_guest_results(volume: ProofVolume, files: Mapping[str, bytes], *, expectation: str = "kernel") -> list[str]:
+def check_guest_results(
+    volume: ProofVolume,
+    files: Mapping[str, bytes],
+    *,
+    expectation: str = "kernel",
+    phases: Iterable[str] | None = None,
+) -> list[str]:
     """Compare the guest's outputs (``result.files``) with ``expectation`` ("kernel" or
-    "expect"); return one message per mismatch (empty: the volume is proven)."""
+    "expect") for ``phases`` (default: all); return one message per mismatch (empty: proven)."""
     v = _safe(volume.label)
     problems: list[str] = []
     for ph in volume.phases:
+        if phases is not None and ph.name not in phases:
+            continue
         base = f"uproof/{v}/{ph.name}"
         for k, lst in enumerate(ph.listings):
             raw = files.get(f"{base}/list-{k}.out")

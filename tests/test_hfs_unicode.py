@@ -436,22 +436,11 @@ def test_proof_volumes_cover_the_whole_bmp(volumes):
 
 @pytest.fixture(scope="session")
 def proof_images(tmp_path_factory) -> dict[str, Path]:
-    from atvdisk.hfsplus.layout import VolumeOptions
-    from atvdisk.hfsplus.writer import write_volume
-    from atvdisk.region import Region
-
     out = tmp_path_factory.mktemp("uproof")
     images = {}
     for v in cases.unicode_proof_volumes():
-        path = out / f"{v.label}.img"
-        with Region.open(path, 0, v.size, create=True) as region:
-            write_volume(
-                cases.build_tree(v),
-                VolumeOptions(volume_name=v.label, case_sensitive=v.case_sensitive,
-                              create_time=1_000_000_000, volume_id=0x554E4950524F4F46),
-                region,
-            )
-        images[v.label] = path
+        images[v.label] = out / f"{v.label}.img"
+        cases.build_image(v, images[v.label])
     return images
 
 
