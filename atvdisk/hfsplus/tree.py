@@ -440,7 +440,10 @@ class HfsTree:
         """Copy a host directory tree into the tree at ``prefix`` (overlay semantics).
 
         Regular files become :class:`PathSource` entries (read at write time), symlinks keep
-        their target, directories their mode. ``owner`` ``(uid, gid)`` replaces every owner.
+        their target, directories their mode. Only the modification time is taken: access and
+        attribute-change dates are set to it (reading the source changes atime, copying it
+        changes ctime; neither would give reproducible volumes). ``owner`` ``(uid, gid)``
+        replaces every owner.
         Hard-linked files are copied independently. Device nodes, FIFOs and sockets raise
         :class:`HfsUnsupportedError` naming the host path.
         """
@@ -456,7 +459,7 @@ class HfsTree:
             return owner if owner is not None else (s.st_uid, s.st_gid)
 
         def times(s: os.stat_result) -> dict:
-            return dict(mtime=int(s.st_mtime), atime=int(s.st_atime), ctime=int(s.st_ctime))
+            return dict(mtime=int(s.st_mtime))
 
         parts = split_path(prefix)
         if set_root or parts:
@@ -495,7 +498,7 @@ class HfsTree:
                     raise HfsTreeError(f"cannot stat {hpath}: {e.strerror}") from e
                 uid, gid = ids(s)
                 m = s.st_mode
-                meta = self._meta(hpath, m & 0o7777, uid, gid, int(s.st_mtime), int(s.st_atime), int(s.st_ctime))
+                meta = self._meta(hpath, m & 0o7777, uid, gid, int(s.st_mtime))
                 if stat.S_ISDIR(m):
                     stack.append((hpath, vpath, self._set_dir(dnode, d.name, key, meta)))
                 elif stat.S_ISREG(m):
