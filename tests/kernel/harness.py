@@ -350,13 +350,15 @@ def run_guest(
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
                 raise GuestTimeout(
                     f"the guest did not finish within {timeout:g} s (qemu killed)",
                     console=_read_console(console_path),
                     hint="a script waiting forever, or a slow host: raise timeout=",
                 ) from None
+            finally:
+                if proc.poll() is None:  # timed out, or interrupted (Ctrl-C): never leave qemu behind
+                    proc.kill()
+                    proc.wait()
         seconds = time.monotonic() - start
         console = _read_console(console_path)
         if proc.returncode != 0:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import lzma
+import os
 import re
 import shutil
 import stat
+import tempfile
+import time
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,8 +53,10 @@ REQUIRED_MODULES = (
     "ext4",
     "loop",
 )
-# Loaded when present; a load failure is only logged (crc32c-intel needs SSE4.2, ...).
-OPTIONAL_MODULES = ("crc32c-intel", "crct10dif_generic", "crc64_rocksoft_generic")
+# Loaded when present; a load failure is only logged (crc32c-intel needs SSE4.2). The crypto
+# modules sd_mod's t10-pi wants (crct10dif, crc64-rocksoft) come through request_module and the
+# shipped modules.alias.
+OPTIONAL_MODULES = ("crc32c-intel",)
 
 GUEST_KEXEC = "/opt/kexec-tools/sbin/kexec"  # off PATH: rehearsals put recorders first anyway
 GUEST_KEXEC_PROBE = "/opt/kexec-probe/initrd.cpio"
@@ -300,22 +305,33 @@ def build_base_initramfs(kernel: Kernel, cache: Path) -> tuple[Path, str]:
     outdir = cache / "initramfs"
     outdir.mkdir(parents=True, exist_ok=True)
     path = outdir / f"base-{digest[:16]}.cpio"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(cpio.pack())
-        tmp.rename(path)
+    if path.exists():
+        os.utime(path)  # in use: see _prune
+    else:
+        fd, tmpname = tempfile.mkstemp(prefix=".build-", dir=outdir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(cpio.pack())
+            os.chmod(tmpname, 0o644)
+            os.rename(tmpname, path)  # atomic: concurrent sessions may build the same archive
+        except BaseException:
+            Path(tmpname).unlink(missing_ok=True)
+            raise
         log.info("built initramfs %s", path)
         _prune(outdir, keep=path)
     return path, digest
 
 
-def _prune(outdir: Path, keep: Path, count: int = 3) -> None:
-    """Keep the few most recent archives (other checkouts may use older ones)."""
+def _prune(outdir: Path, keep: Path, count: int = 3, idle_s: float = 86400) -> None:
+    """Drop archives beyond the few most recent that no session has used for a day (other
+    checkouts and sessions sharing the cache may still use older ones)."""
+    now = time.time()
     old = sorted(
         (p for p in outdir.glob("base-*.cpio") if p != keep), key=lambda p: p.stat().st_mtime, reverse=True
     )
     for p in old[count - 1 :]:
-        p.unlink(missing_ok=True)
+        if now - p.stat().st_mtime > idle_s:
+            p.unlink(missing_ok=True)
 
 
 def job_archive(files: Iterable[tuple[str, bytes, int]]) -> bytes:

@@ -301,14 +301,39 @@ def test_second_disk_is_sdb_and_read_only(main_run: GuestResult, gpt_image: GptI
 
 
 def test_failing_script_is_reported(run_guest, gpt_image: GptImage) -> None:  # type: ignore[no-untyped-def]
-    script = "guest_save uname uname -r\necho about to fail >&2\nexit 3\n"
+    script = """
+guest_save uname uname -r
+cp "$JOB/data/query list.txt" "$RESULTS/copied.txt"
+stat -c %a "$JOB/data/query list.txt" > "$RESULTS/mode.txt"
+printf '%s' "$GREETING" > "$RESULTS/env.txt"
+echo about to fail >&2
+exit 3
+"""
+    query = "line 1\nnon-ASCII: é 日本\n".encode()
+    greeting = "it's \"quoted\" $HOME `x`"
     with pytest.raises(GuestScriptFailed) as failed:
-        run_guest([gpt_image.path], script, timeout=120)
+        run_guest(
+            [gpt_image.path],
+            script,
+            files={"data/query list.txt": query},
+            env={"GREETING": greeting},
+            timeout=120,
+        )
     err = failed.value
     assert err.result.status == 3
     assert "exited with status 3" in str(err) and "about to fail" in str(err)
-    # The results written before the failure still came back.
-    assert err.result.text("uname").strip() == err.result.files["uname"].decode().strip() != ""
+    # What the script wrote before failing still came back, and its inputs arrived intact.
+    assert err.result.text("uname").strip() == guest_kernel_release(err.result)
+    assert err.result.files["copied.txt"] == query
+    assert err.result.text("mode.txt").strip() == "755"
+    assert err.result.text("env.txt") == greeting
+
+
+def guest_kernel_release(result: GuestResult) -> str:
+    for line in result.dmesg_lines():
+        if line.startswith("Linux version "):
+            return line.split()[2]
+    raise AssertionError("no 'Linux version' line in the guest's kernel log")
 
 
 def test_hanging_guest_times_out_with_console_tail(  # type: ignore[no-untyped-def]
