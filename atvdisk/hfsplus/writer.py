@@ -25,6 +25,7 @@ memory use does not depend on file sizes.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 from collections.abc import Iterator
@@ -195,7 +196,10 @@ class VolumeWriter:
             return
         lay = self.layout
         edge = max(1, (1 << 20) // self._bs)
-        windows = [(0, min(edge, lay.total_blocks)), (max(0, lay.total_blocks - edge), lay.total_blocks)]
+        if 2 * edge >= lay.total_blocks:
+            windows = [(0, lay.total_blocks)]
+        else:
+            windows = [(0, edge), (lay.total_blocks - edge, lay.total_blocks)]
         prev_end = 0
         free = []
         for s, c in lay.used_extents:
@@ -204,12 +208,10 @@ class VolumeWriter:
             prev_end = max(prev_end, s + c)
         if prev_end < lay.total_blocks:
             free.append((prev_end, lay.total_blocks))
-        done: set[tuple[int, int]] = set()
         for a, b in free:
             for wa, wb in windows:
                 x, y = max(a, wa), min(b, wb)
-                if x < y and (x, y) not in done:
-                    done.add((x, y))
+                if x < y:
                     self.region.write_zeros(x * self._bs, (y - x) * self._bs)
 
     # -- file data --------------------------------------------------------------------------
@@ -362,6 +364,7 @@ class VolumeWriter:
     def _check_coverage(self) -> None:
         """Every allocated block (but the primary header) must have been written or claimed."""
         written = self.region.written()
+        starts = [w[0] for w in written]
         bs = self._bs
         for s, c in self.layout.used_extents:
             a, b = s * bs, (s + c) * bs
@@ -369,7 +372,8 @@ class VolumeWriter:
                 a = 1536
             if a >= b:
                 continue
-            if not any(ws <= a and b <= we for ws, we in written):
+            i = bisect.bisect_right(starts, a) - 1
+            if i < 0 or written[i][1] < b:
                 raise AssertionError(f"blocks {s}..{s + c - 1} were not written")
 
 

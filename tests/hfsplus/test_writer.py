@@ -208,3 +208,17 @@ def test_bitmap_marks_exactly_the_used_blocks(tmp_path: Path) -> None:
     pf = next(f for f in layout.files if f.path == "fragmented.bin")
     (s0, c0), (s1, _c1) = pf.extents[:2]
     assert s0 + c0 not in marked and s1 == s0 + c0 + 1
+
+
+@pytest.mark.parametrize("size", [1 * MIB, 1536 * 1024, 3 * MIB])
+def test_small_used_targets(size: int, tmp_path: Path) -> None:
+    """The first and last MiB overlap on small volumes: the wipe must not write twice."""
+    image = tmp_path / "dev.img"
+    image.write_bytes(b"\x5a" * size)
+    tree = HfsTree()
+    tree.add_file("f", BytesSource(b"data"))
+    with Region.open(image, 0, size) as region:
+        write_volume(tree, VolumeOptions(attributes_file=False), region)
+    with HfsVolume.open(image) as vol:
+        vol.check()
+        assert [e.path for e in vol.walk()] == ["f"]
