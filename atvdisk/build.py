@@ -9,6 +9,7 @@ half-written disk); :mod:`atvdisk.verify` reads it all back.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -173,8 +174,16 @@ class BlockAccess(DiskAccess):
             os.fsync(fd)
 
     def after_partition_table(self) -> None:
+        from atvdisk.blockdev import BlockDeviceError
+
         self.session.fsync()
-        self.session.reread_partitions()
+        try:
+            self.session.reread_partitions()
+        except BlockDeviceError as e:
+            # The disk is complete either way (verify reads it whole); the kernel's view may lag.
+            if e.errno not in (errno.EINVAL, errno.EBUSY):
+                raise
+            log.warning("%s (%s)", e.message, e.hint)
 
 
 def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir: str) -> None:

@@ -122,6 +122,8 @@ def _target_geometry(target: str, size: Quantity | None, loop: bool, force: bool
         st = os.stat(target)
     except FileNotFoundError:
         st = None
+    except PermissionError:
+        raise TargetRefused(f"{target}: permission denied", hint="check the directory's permissions, or run as a user who may write there") from None
     if st is not None and stat.S_ISBLK(st.st_mode):
         if size is not None:
             raise click.UsageError(f"{target} is a disk: --size only applies to image files")
@@ -181,11 +183,25 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
         need = e.need_bytes
     warn_above = layout.disk.warn_above
     # The cheap safety checks first (a partition, the system disk, mounted, too small), then the
-    # inputs, then the confirmation: nothing is written before all of them pass.
-    report_disk = targets.check_block_target(target, need_bytes=need, warn_above=warn_above.to_bytes(layout.disk.sector_size) if warn_above else None, unmount=unmount)
+    # inputs, then the confirmation: nothing is written (or unmounted) before all of them pass.
+    warn_bytes = warn_above.to_bytes(layout.disk.sector_size) if warn_above else None
+    pending_unmount = None
+    try:
+        report_disk = targets.check_block_target(target, need_bytes=need, warn_above=warn_bytes, unmount=False)
+    except targets.UnsafeTarget as e:
+        if not (unmount and e.kinds <= targets.UNMOUNTABLE):
+            raise
+        # --unmount: say what will be unmounted, and do it only once the user has confirmed.
+        pending_unmount = e
+        disk = targets.describe(target)
+        report_disk = targets.TargetReport(disk.path, target, disk, warnings=tuple(f"--unmount: {r.message}; it will be unmounted after you confirm" for r in e.refusals))
     prepared = prepare(settings, disk_bytes, sector)
     _show_warnings(console, prepared)
     targets.confirm_destruction(report_disk, yes=yes, console=console)
+    if pending_unmount is not None:
+        report_disk = targets.check_block_target(target, need_bytes=need, warn_above=warn_bytes, unmount=True)
+        for action in report_disk.actions:
+            console.info(f"done: {action}")
     start = time.monotonic()
     progress.total_steps = _count_steps(prepared, known_zero=False, verify_after=verify_after)
     with tempfile.TemporaryDirectory(prefix="atvdisk-work-") as workdir, targets.BlockDeviceSession(target) as session:

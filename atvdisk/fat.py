@@ -37,6 +37,9 @@ def make_fat32(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str
         f"--offset={p.offset // FAT_SECTOR}",
         # --invariant first: it would otherwise overwrite the volume id given with -i.
         "--invariant",
+        # The target is a whole disk that may still have partition nodes from its old table;
+        # atvdisk has done its own safety checks and writes inside the new partition's range.
+        "-I",
     ]
     if fs.uuid:
         command += ["-i", fs.uuid.replace("-", "")]

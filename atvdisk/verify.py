@@ -134,6 +134,12 @@ def _check_partition(device: str, f, p: PlannedPartition, pc: PartitionContents 
         found = _hfs_entries(device, p, report, name)
     if found is None or pc is None:
         return
+    if kind.is_hfs and p.fs.journal:
+        # Apple's newfs_hfs puts the journal in two files at the root; they belong there.
+        journal_files = {e.path: e for e in found if e.path in (".journal", ".journal_info_block")}
+        if set(journal_files) != {".journal", ".journal_info_block"} or any(e.kind is not NodeKind.FILE for e in journal_files.values()):
+            report.bad(f"{name}: a journaled volume needs the files /.journal and /.journal_info_block")
+        found = [e for e in found if e.path not in journal_files]
     expected = expected_entries(pc.tree, kind)
     _compare(name, kind, expected, found, complete, report)
 
