@@ -97,15 +97,28 @@ def test_canonical_order_sorts_marks_by_class_and_keeps_equal_classes_in_order()
     assert hfs_decompose("a\u20d0\u0323") == "a\u0323\u20d0"
 
 
-_NOT_KEPT_BMP = st.characters(
-    min_codepoint=0, max_codepoint=0xFFFF, exclude_categories=("Cs",)
-).filter(lambda c: not (0x2000 <= ord(c) <= 0x2FFF or 0xF900 <= ord(c) <= 0xFAFF))
+_NOT_KEPT_BMP_3_2 = st.one_of(
+    st.characters(min_codepoint=0, max_codepoint=0xFFFF, exclude_categories=("Cs",)),
+    st.sampled_from("\u0300\u0301\u0323\u0345\u05b0\u0f71\u0f72\u3099\u1100\u1161\u11a8\u00c5"),
+).filter(lambda c: not (0x2000 <= ord(c) <= 0x2FFF or 0xF900 <= ord(c) <= 0xFAFF) and U32.category(c) != "Cn")
 
 
-@given(st.text(_NOT_KEPT_BMP, max_size=30))
+@given(st.text(_NOT_KEPT_BMP_3_2, max_size=30))
 @settings(max_examples=400)
 def test_outside_the_kept_ranges_it_is_nfd_of_unicode_3_2(s):
+    # Only characters assigned in 3.2: for later marks, ucd_3_2_0.normalize() itself is wrong
+    # (next test).
     assert hfs_decompose(s) == U32.normalize("NFD", s)
+
+
+def test_marks_added_after_3_2_have_class_0_and_are_not_reordered():
+    # U+0350 COMBINING RIGHT ARROWHEAD ABOVE arrived in Unicode 4.0 (class 230 today). In 3.2
+    # it is unassigned, class 0: a starter. CPython's ucd_3_2_0.normalize() reorders with the
+    # current classes; HFS+ (xnu's 3.2 tables) does not.
+    assert U32.combining("\u0350") == 0
+    assert U32.normalize("NFD", "a\u0350\u0323") == "a\u0323\u0350"
+    assert hfs_decompose("a\u0350\u0323") == "a\u0350\u0323"
+    assert hfs_decompose("\u00e1\u0350\u0323") == "a\u0301\u0350\u0323"
 
 
 _NAME_CHARS = st.characters(
@@ -327,7 +340,7 @@ _STORED = st.lists(_UNIT, max_size=12).map(pack)
 
 
 @given(_STORED, _STORED)
-@settings(max_examples=800)
+@settings(max_examples=600)
 def test_compare_is_fast_unicode_compare_and_the_keys_agree(a, b):
     c = compare_names_ci(a, b)
     assert c == fast_unicode_compare(a, b)
@@ -338,8 +351,8 @@ def test_compare_is_fast_unicode_compare_and_the_keys_agree(a, b):
     assert cb == sign((sort_key_binary(a) > sort_key_binary(b)) - (sort_key_binary(a) < sort_key_binary(b)))
 
 
-@given(st.lists(_STORED, min_size=3, max_size=30))
-@settings(max_examples=300)
+@given(st.lists(_STORED, min_size=3, max_size=20))
+@settings(max_examples=200)
 def test_orders_are_total_preorders(names):
     for compare, key in ((compare_names_ci, sort_key_ci), (compare_names_binary, sort_key_binary)):
         ordered = sorted(names, key=key)

@@ -112,6 +112,7 @@ Where others differ (see tests/hfs_unicode_cases.py, which the kernel test check
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from atvdisk.hfsplus.errors import HfsNameError
@@ -225,29 +226,40 @@ def _ccc(ch: str) -> int:
     return 0 if ord(ch) > 0xFFFF else UCD.combining(ch)
 
 
+_DECOMPOSED: dict[str, str] = {}  # per-character cache of the full 3.2 decomposition
+
+
+def _decompose_char(ch: str) -> str:
+    d = _DECOMPOSED.get(ch)
+    if d is None:
+        # Per character: ucd_3_2_0.normalize() of a whole string would reorder marks with the
+        # *current* combining classes (a CPython quirk), moving marks added after 3.2.
+        d = _DECOMPOSED[ch] = ch if _keeps(ord(ch)) else UCD.normalize("NFD", ch)
+    return d
+
+
 def hfs_decompose(name: str) -> str:
     """``name`` fully decomposed and canonically ordered as HFS+ stores it (see the docstring)."""
     if name.isascii():
         return name
     if UCD.is_normalized("NFD", name):
-        # Nothing decomposes and the marks are in order: the HFS+ rules change nothing either.
+        # Nothing decomposes and the marks are in order (is_normalized may also say False for
+        # marks added after 3.2, which only sends us down the exact path below).
         return name
-    chars: list[str] = []
-    for ch in name:
-        if _keeps(ord(ch)):
-            chars.append(ch)
-        else:
-            chars.extend(UCD.normalize("NFD", ch))
+    chars = [c for ch in name for c in _decompose_char(ch)]
+    comb = UCD.combining
+    classes = [0 if c > "\uffff" else comb(c) for c in chars]
     i, n = 0, len(chars)
     while i < n:
-        if _ccc(chars[i]) == 0:
+        if classes[i] == 0:
             i += 1
             continue
         j = i + 1
-        while j < n and _ccc(chars[j]) != 0:
+        while j < n and classes[j] != 0:
             j += 1
-        if j - i > 1:
-            chars[i:j] = sorted(chars[i:j], key=_ccc)  # stable: equal classes keep their order
+        if j - i > 1:  # a run of marks: stable sort by class (canonical ordering)
+            run = sorted(range(i, j), key=classes.__getitem__)
+            chars[i:j] = [chars[k] for k in run]
         i = j
     return "".join(chars)
 
@@ -261,6 +273,7 @@ def hfs_name_units(name: str) -> int:
 # Stored form
 
 _TO_DISK = {ord(":"): "/", 0x2400: "\0"}
+_NONCHAR_RE = re.compile("[\ufffe\uffff]")
 _FROM_DISK = {ord("/"): ":", 0: "\u2400"}
 
 
@@ -302,13 +315,14 @@ def encode_name(name: str) -> bytes:
             name=name,
             hint="rename the file so that its name is valid UTF-8",
         ) from None
-    for i, ch in enumerate(name):
-        if ch in "\ufffe\uffff":
-            raise HfsNameError(
-                f"file name {name!r} contains the noncharacter U+{ord(ch):04X} at position {i}",
-                name=name,
-                hint="Mac OS X refuses U+FFFE/U+FFFF in file names; rename the file",
-            )
+    nonchar = _NONCHAR_RE.search(name)
+    if nonchar:
+        raise HfsNameError(
+            f"file name {name!r} contains the noncharacter U+{ord(nonchar.group()):04X} at "
+            f"position {nonchar.start()}",
+            name=name,
+            hint="Mac OS X refuses U+FFFE/U+FFFF in file names; rename the file",
+        )
     data = hfs_decompose(name).translate(_TO_DISK).encode("utf-16-be", "surrogatepass")
     units = len(data) // 2
     if units > HFS_MAX_NAME_UNITS:
@@ -380,12 +394,10 @@ def compare_names_binary(a: bytes, b: bytes) -> int:
 def sort_key_ci(a: bytes) -> bytes:
     """A key whose byte order is :func:`compare_names_ci`'s order (equal keys <=> equal names)."""
     _check_even(a)
-    return (
-        bytes(a)
-        .decode("utf-16-be", "surrogatepass")
-        .translate(_FOLD_TRANSLATE)
-        .encode("utf-16-be", "surrogatepass")
-    )
+    s = bytes(a).decode("utf-16-be", "surrogatepass")
+    if s.isascii() and "\0" not in s:
+        return s.lower().encode("utf-16-be")  # the table folds ASCII exactly like str.lower
+    return s.translate(_FOLD_TRANSLATE).encode("utf-16-be", "surrogatepass")
 
 
 def sort_key_binary(a: bytes) -> bytes:
