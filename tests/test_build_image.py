@@ -318,3 +318,34 @@ def test_interrupted_build_leaves_no_image(tmp_path, sig):
         assert leftovers == []  # cleaned up
     else:
         assert len(leftovers) <= 1  # SIGKILL cannot be caught: at most the temporary name remains
+
+
+def test_malicious_recovery_tarball_is_refused_before_writing(tmp_path, sample):
+    import io
+
+    evil = tmp_path / "atv_recovery.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        ok = tarfile.TarInfo("patchstick.sh")
+        ok.size = 3
+        tar.addfile(ok, io.BytesIO(b"ok\n"))
+        bad = tarfile.TarInfo("../../etc/cron.d/evil")
+        bad.size = 4
+        tar.addfile(bad, io.BytesIO(b"boom"))
+    img = tmp_path / "x.img"
+    r = atvdisk("build", img, "--size", "4G", "--openelec", sample.openelec, "--restore", sample.restore, "--recovery", evil, check=False)
+    assert r.returncode == 2
+    assert "member '../../etc/cron.d/evil' contains '..'" in r.stderr
+    assert not img.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["atv_recovery.tar.gz"]
+
+
+def test_openelec_release_tarball_is_streamed_into_osboot(tmp_path, sample):
+    release = tmp_path / "OpenELEC-ATV.i386-3.2.4.tar"
+    with tarfile.open(release, "w") as tar:
+        for name in ("KERNEL", "SYSTEM", "KERNEL.md5", "SYSTEM.md5"):
+            tar.add(sample.openelec / name, arcname=f"OpenELEC-ATV.i386-3.2.4/target/{name}")
+    img = tmp_path / "rel.img"
+    atvdisk("build", img, "--size", "4G", "--openelec", release, "--restore", sample.restore, "--recovery", sample.recovery)
+    osb = plan_of(sectors=4 * 2**30 // 512).partitions[2]
+    got, _ = listing_pyfshfs(img, osb.offset)
+    assert got["SYSTEM"].sha256 == hashlib.sha256((sample.openelec / "SYSTEM").read_bytes()).hexdigest()
+    assert got["KERNEL"].sha256 == hashlib.sha256((sample.openelec / "KERNEL").read_bytes()).hexdigest()
