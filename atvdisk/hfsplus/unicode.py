@@ -19,7 +19,9 @@ order (TN1150 "Canonical Decomposition"; xnu's ``utf8_decodestr``). The rule imp
   musical symbols U+1D15E-U+1D164 and U+1D1BB-U+1D1C0 are not applied either;
 * then runs of combining characters (canonical combining class != 0 in Unicode 3.2) are sorted
   by class, stably (the canonical ordering algorithm). Characters outside the BMP count as
-  class 0, as in xnu, so a run never crosses them;
+  class 0, as in xnu, so a run never crosses them; so do marks added after 3.2 (U+0350...),
+  which is why we decompose character by character and order with ``ucd_3_2_0.combining``:
+  CPython's ``ucd_3_2_0.normalize`` orders a string with the *current* classes;
 * characters assigned after Unicode 3.2 are left alone (3.2 knows nothing about them), e.g.
   U+1B06 BALINESE LETTER AKARA TEDUNG, which current NFD would decompose.
 
@@ -54,9 +56,10 @@ its contents are Unicode 2.x-era lower-case mappings, which we derive as follows
    are both assigned in Unicode 3.2, the unit has no canonical decomposition in Unicode 3.2
    (decomposable characters never occur in a stored name, so Apple leaves them alone, e.g.
    U+00C0) and the mapping is a single different character (this excludes U+0130).
-   Python's ``str.lower`` supplies the mapping (``ucd_3_2_0`` has no case data); step 4's
-   restriction to 3.2-assigned characters and the digest test in tests/test_hfs_unicode.py
-   guard against a future Unicode database changing an old mapping.
+   Python's ``str.lower`` supplies the mapping (``ucd_3_2_0`` has no case data). Only
+   characters assigned in 3.2 are considered, and Unicode's case-folding stability makes a
+   changed mapping for them unlikely; the rule-example tests and the kernel test would catch
+   one.
 5. Exceptions, all visible in Apple's table and all explained by its Unicode 2.x vintage:
 
    * not folded because Unicode added the character, or its lower-case partner, after 2.1
