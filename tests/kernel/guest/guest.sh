@@ -92,7 +92,8 @@ guest_umount() {
     return $rc
 }
 
-# Records, all in the order of names0 (NUL-separated "./path" names, from find -xdev):
+# Records, all in the order of names0 (NUL-separated "./path" names, from find -xdev), files0
+# (regular files) and links0 (symlinks):
 #   stat     one "%f %s %u %g %h %i %Y %n" line per name (the name last, verbatim)
 #   sha256   sha256sum lines for the regular files in files0, in that order
 #   links    for the symlinks in links0: readlink's output then a NUL, per link
@@ -111,9 +112,12 @@ guest_list() {
         find . -xdev -print0 > "$out/names0" || exit 3
         find . -xdev -type f -print0 > "$out/files0" || exit 3
         find . -xdev -type l -print0 > "$out/links0" || exit 3
-        xargs -0 -r -a "$out/names0" stat -c '%f %s %u %g %h %i %Y %n' > "$out/stat" || exit 4
-        xargs -0 -r -a "$out/files0" sha256sum > "$out/sha256" || exit 5
-        xargs -0 -r -a "$out/links0" sh -c 'for f; do readlink "$f"; printf "\0"; done' sh > "$out/links" || exit 6
+        # Not xargs: busybox xargs running an applet in-process mangles arguments at its buffer
+        # boundaries. A second traversal of the unchanged tree yields the same order; the
+        # host's parser checks every record's name against the NUL-separated lists.
+        find . -xdev -exec stat -c '%f %s %u %g %h %i %Y %n' {} + > "$out/stat" || exit 4
+        find . -xdev -type f -exec sha256sum {} + > "$out/sha256" || exit 5
+        find . -xdev -type l -exec sh -c 'for f; do readlink "$f"; printf "\0"; done' sh {} + > "$out/links" || exit 6
     ) 2> "$out/stderr"
     rc=$?
     echo $rc > "$out/rc"
