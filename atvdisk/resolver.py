@@ -8,6 +8,7 @@ over them (the original procedure's swap partition ran over the backup GPT).
 from __future__ import annotations
 
 from atvdisk.errors import DiskTooSmall, PlanError
+from atvdisk.hfsplus.layout import default_journal_size
 from atvdisk.layout import ContentKind, FsKind, Layout, PartitionSpec, seeded_uuid
 from atvdisk.plan import Plan, PlannedFs, PlannedPartition, Region, RegionKind, Step, StepKind
 from atvdisk.units import MIB, Quantity, ceil_div, format_iec, format_parted, is_power_of_two
@@ -387,10 +388,8 @@ def fat32_min_bytes(cluster_size: int, sector_size: int = 512) -> int:
 
 
 def hfs_default_journal_size(volume_bytes: int, block_size: int) -> int:
-    """newfs_hfs's default: 8 MiB per 100 GiB of volume, at least 8 MiB, at most 512 MiB."""
-    units = max(1, volume_bytes // (100 * 1024**3))
-    size = min(512 * MIB, 8 * MIB * units)
-    return ceil_div(size, block_size) * block_size
+    """The journal size newfs_hfs would pick (the HFS+ writer's own rule), in whole blocks."""
+    return ceil_div(default_journal_size(volume_bytes, block_size), block_size) * block_size
 
 
 def _align_up(sector: int, align: int) -> int:
