@@ -64,6 +64,14 @@ def _mounted(path: str) -> bool:
         return False
 
 
+def _target_size(path: str) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
 def _reproducible(volume_name: str) -> tuple[int | None, int | None]:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if not epoch:
@@ -143,13 +151,16 @@ def mkhfs(
         create_time=ct,
         volume_id=vid,
     )
+    if size is None:  # an existing file or device: everything after --offset
+        size = _target_size(image) - offset
+        if size <= 0:
+            raise click.UsageError(f"--offset {offset} is at or past the end of {image}")
+    layout = plan_volume(tree, options, size)  # refuses before anything is touched
     if exists:
         region = Region.open(image, offset, size)
     else:
-        assert size is not None
         region = Region.open(image, offset, size, create=True)
     try:
-        layout = plan_volume(tree, options, region.length)
         writer = VolumeWriter(layout, region)
         writer.write()
         writer.finish()
@@ -236,6 +247,9 @@ def lshfs(console, image: str, offset_text: str, size_text: str | None, as_json:
             f"volume {vol.volume_name!r}: {', '.join(flags)}; {vol.total_blocks} blocks of "
             f"{vol.block_size} bytes, {vh.freeBlocks} free"
         )
+        journal = vol.journal_state()
+        if journal is not None and not journal["empty"]:
+            console.warn("the journal holds transactions that were not replayed: this listing may be stale")
         for e, digest in rows:
             mode = stat.filemode(e.mode)
             owner = f"{e.uid}:{e.gid}"

@@ -168,3 +168,14 @@ def test_subprocess(src: Path, tmp_path: Path) -> None:
     p = subprocess.run(cmd + ["mkhfs", str(small), "--size", "48K", "--from", str(src)], capture_output=True, text=True)
     assert p.returncode == 2 and "atvdisk: error:" in p.stderr and "Traceback" not in p.stderr
     assert "does not fit" in p.stderr and not small.exists()
+
+
+def test_refusal_leaves_an_existing_file_alone(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "f").write_bytes(os.urandom(2 * MIB))
+    img = tmp_path / "disk.img"
+    img.write_bytes(b"\x11" * 4096)
+    r = _run("mkhfs", str(img), "--offset", "4096", "--size", "1M", "--from", str(big))
+    assert r.exit_code == 2 and "does not fit" in r.stderr
+    assert img.read_bytes() == b"\x11" * 4096  # not even extended
