@@ -257,9 +257,10 @@ def _depmod(root: Path, release: str) -> None:
         run([depmod, "-b", root, release])
     else:
         run(["busybox", "depmod", "-b", root, release], hint="apt-get install busybox-static (or kmod)")
-    if not (root / "lib" / "modules" / release / "modules.dep").exists() and not (
-        root / "usr" / "lib" / "modules" / release / "modules.dep"
-    ).exists():
+    if (
+        not (root / "lib" / "modules" / release / "modules.dep").exists()
+        and not (root / "usr" / "lib" / "modules" / release / "modules.dep").exists()
+    ):
         raise AssetError(f"depmod wrote no modules.dep under {root}")
 
 

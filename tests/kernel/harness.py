@@ -71,6 +71,11 @@ Example::
     assert result.listing("efi")["EFI/BOOT/x.efi"].sha256 == expected
     assert "hfsplus" in result.text("filesystems")
 
+Guest-side pitfalls: busybox ``xargs -0`` mangles arguments at its buffer boundaries (use
+``find ... -exec CMD {} +``); a plain busybox ``mount`` passes MS_SILENT, which hides some kernel
+reasons (``guest_mount`` does not); ``/dev/sda`` is the first image only because the init binds
+the disks in order; large inputs belong on a disk image, not in ``files`` (they live in RAM).
+
 Failures raise (see ``errors.py``): :class:`GuestScriptFailed` when the script exits non-zero
 (``check=False`` returns the result instead), :class:`GuestTimeout` when the guest does not
 power off in ``timeout`` seconds, :class:`GuestNoResult` when qemu ends without results (panic,
@@ -239,7 +244,7 @@ def qemu_argv(
 
 def _job_env(disks: Sequence[Disk], env: Mapping[str, str]) -> bytes:
     names = [f"sd{chr(ord('a') + i)}" for i in range(len(disks))]
-    read_only = [name for name, disk in zip(names, disks) if disk.readonly]
+    read_only = [name for name, disk in zip(names, disks, strict=True) if disk.readonly]
     lines = [
         f"ATVDISK_DISKS={shlex.quote(' '.join(names))}",
         f"ATVDISK_RO_DISKS={shlex.quote(' '.join(read_only))}",
@@ -257,24 +262,29 @@ def _marker_uptime(console: str, marker: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def _read_results(path: Path) -> tuple[dict[str, bytes], dict[str, bytes]] | None:
+def _read_results(path: Path, console: str) -> tuple[dict[str, bytes], dict[str, bytes]] | None:
     """(results files, meta files) from the results disk, or None if the guest wrote nothing."""
     with open(path, "rb") as f:
         if not any(f.read(1024)):
             return None
     meta: dict[str, bytes] = {}
     files: dict[str, bytes] = {}
-    with tarfile.open(path, "r:") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            name = member.name.removeprefix("./")
-            top, _, rel = name.partition("/")
-            data = tar.extractfile(member).read()  # type: ignore[union-attr]
-            if top == "results":
-                files[rel] = data
-            elif top == "meta":
-                meta[rel] = data
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                name = member.name.removeprefix("./")
+                top, _, rel = name.partition("/")
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                if top == "results":
+                    files[rel] = data
+                elif top == "meta":
+                    meta[rel] = data
+    except (tarfile.TarError, OSError) as exc:
+        raise GuestNoResult(
+            f"the results disk is not a readable tar ({exc}): the guest died while writing it?", console=console
+        ) from exc
     return files, meta
 
 
@@ -366,7 +376,7 @@ def run_guest(
                 f"qemu exited with status {proc.returncode}: {qemu_log.read_text(errors='replace').strip()}",
                 console=console,
             )
-        found = _read_results(results)
+        found = _read_results(results, console)
 
     init_uptime = _marker_uptime(console, "init")
     ready_uptime = _marker_uptime(console, "ready")

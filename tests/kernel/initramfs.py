@@ -326,9 +326,7 @@ def _prune(outdir: Path, keep: Path, count: int = 3, idle_s: float = 86400) -> N
     """Drop archives beyond the few most recent that no session has used for a day (other
     checkouts and sessions sharing the cache may still use older ones)."""
     now = time.time()
-    old = sorted(
-        (p for p in outdir.glob("base-*.cpio") if p != keep), key=lambda p: p.stat().st_mtime, reverse=True
-    )
+    old = sorted((p for p in outdir.glob("base-*.cpio") if p != keep), key=lambda p: p.stat().st_mtime, reverse=True)
     for p in old[count - 1 :]:
         if now - p.stat().st_mtime > idle_s:
             p.unlink(missing_ok=True)

@@ -168,7 +168,7 @@ def swap(files: Mapping[str, bytes], name: str) -> SwapRecord:
     base = f"swap/{name}"
     lines = _text(files, f"{base}/swaps").splitlines()
     header = lines[0].split() if lines else []
-    rows = tuple(dict(zip(header, line.split())) for line in lines[1:] if line.strip())
+    rows = tuple(dict(zip(header, line.split(), strict=False)) for line in lines[1:] if line.strip())
     return SwapRecord(
         dev=_text(files, f"{base}/dev").strip(),
         rc=_int(files, f"{base}/rc"),
@@ -272,7 +272,7 @@ def listing(files: Mapping[str, bytes], name: str) -> dict[str, Entry]:
     values = _split0(_get(files, f"{base}/links"))
     if len(values) != len(links):
         raise RecordError(f"{base}/links: {len(values)} targets for {len(links)} symlinks")
-    for raw, value in zip(links, values):
+    for raw, value in zip(links, values, strict=True):
         if not value.endswith(b"\n"):
             raise RecordError(f"{base}/links: readlink failed for {raw!r}")
         targets[raw] = value[:-1].decode("utf-8", "surrogateescape")

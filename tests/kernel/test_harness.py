@@ -8,7 +8,6 @@ import json
 import os
 import random
 import subprocess
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +107,8 @@ def gpt_image(tmp_path_factory: pytest.TempPathFactory) -> GptImage:
     (efi, media, swap) = parts
     fat_src = tmp / "fat-src"
     _write_fat_tree(fat_src)
-    sh("mkfs.fat", "-F", "32", "-n", "EFI", "-i", FAT_UUID, f"--offset={efi['start']}", img, str(efi["size"] * SECTOR // 1024))
+    fat_kib = str(efi["size"] * SECTOR // 1024)
+    sh("mkfs.fat", "-F", "32", "-n", "EFI", "-i", FAT_UUID, f"--offset={efi['start']}", img, fat_kib)
     mtools_env = {"MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C.UTF-8"}
     for entry in sorted(fat_src.iterdir()):
         sh("mcopy", "-s", "-m", "-i", f"{img}@@{efi['start'] * SECTOR}", entry, "::/", env=mtools_env)
@@ -310,7 +310,7 @@ echo about to fail >&2
 exit 3
 """
     query = "line 1\nnon-ASCII: é 日本\n".encode()
-    greeting = "it's \"quoted\" $HOME `x`"
+    greeting = 'it\'s "quoted" $HOME `x`'
     with pytest.raises(GuestScriptFailed) as failed:
         run_guest(
             [gpt_image.path],
@@ -378,9 +378,7 @@ def test_recorders_and_kexec_hand_over_to_a_second_kernel(  # type: ignore[no-un
     command line carrying "quiet" and no console=, kexec -e boots it, and the probe initramfs
     it boots prints the command line the second kernel received."""
     kernel = guest_assets.kernel
-    result = run_guest(
-        [gpt_image.path], HANDOVER_SCRIPT, files={"KERNEL": kernel.vmlinuz.read_bytes()}, timeout=240
-    )
+    result = run_guest([gpt_image.path], HANDOVER_SCRIPT, files={"KERNEL": kernel.vmlinuz.read_bytes()}, timeout=240)
     assert result.ended == "kexec" and result.status is None
     assert result.calls() == [
         ("fsck.hfsplus", "/dev/sda3"),
