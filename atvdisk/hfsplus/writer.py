@@ -332,8 +332,12 @@ class VolumeWriter:
         self._tail(pf)
         self._done_external.add(keys)
 
-    def finish(self) -> None:
-        """Check that every file was written, then write both volume headers and sync."""
+    def finish(self, *, sync: bool = True) -> None:
+        """Check that every file was written, then write both volume headers.
+
+        With ``sync`` (the default, as mkfs tools do) everything else is flushed before the
+        primary header is written, and the header after it, so a crash never leaves a header
+        describing unwritten data."""
         if not self._wrote:
             raise HfsWriteError("call VolumeWriter.write() before finish()")
         if self._finished:
@@ -354,9 +358,11 @@ class VolumeWriter:
             r.zero_or_claim(size - 512, 512)
             r.write(size - 1024, vh)
             self._check_coverage()
-            r.sync()
+            if sync:
+                r.sync()
             r.write(kHFSVolumeHeaderOffset, vh)
-            r.sync()
+            if sync:
+                r.sync()
         except RegionError as e:
             raise HfsWriteError(f"writing the volume headers failed: {e.message}") from e
         self._finished = True
@@ -393,16 +399,12 @@ def _set_bits(buf: bytearray, a: int, b: int) -> None:
         buf[fb] |= (0xFF << (8 - (b & 7))) & 0xFF
 
 
-def write_volume(
-    tree: HfsTree,
-    options: VolumeOptions,
-    region: Region,
-) -> VolumeLayout:
+def write_volume(tree: HfsTree, options: VolumeOptions, region: Region, *, sync: bool = True) -> VolumeLayout:
     """Lay out ``tree`` for ``region`` and write it completely (no external sources allowed)."""
     layout = plan_volume(tree, options, region.length)
     w = VolumeWriter(layout, region)
     if w.pending_externals():
         raise HfsWriteError("write_volume() cannot write a tree with external sources; use VolumeWriter")
     w.write()
-    w.finish()
+    w.finish(sync=sync)
     return layout
