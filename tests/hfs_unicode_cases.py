@@ -4,7 +4,7 @@
 HFS+) and "UNIPROOFX" (case-sensitive HFSX). Each lists its files and, per mount phase, the
 lookups a guest must make and the listings it must take. Every file has a unique owner id
 (``uid``); files with data hold exactly ``b"<uid>\\n"``, so a lookup's answer says *which* file
-the judge found. Build them with :func:`build_tree` and the HFS+ writer; the kernel test
+the judge found. Build them with :func:`build_image` (our HFS+ writer); the kernel test
 (tests/kernel/test_hfs_unicode_kernel.py) and the pyfshfs test (tests/test_hfs_unicode.py) use
 the same volumes.
 
@@ -15,7 +15,7 @@ and they are all that matters for interoperability. Let R be one stored unit per
 the BMP (every storable unit except surrogates, U+2400 and ':', which the stored form never
 holds, and U+FFFE/U+FFFF, refused).
 
-* ``ord/`` holds ``_`` and ``_<r>`` for every r in R (about 61,000 empty files, one
+* ``ord/`` holds ``_`` and ``_<r>`` for every r in R (51,015 empty files, one
   directory). The writer stores them in our order; a judge finds a name by binary search with
   *its own* comparison. If every one of them is found (``stat`` of every entry, listed by
   readdir, returns that entry's own uid), the judge's order agrees with ours on all of them:
@@ -85,8 +85,6 @@ from atvdisk.hfsplus.unicode import (
     hfs_decompose,
     hfs_name_units,
 )
-
-
 
 #: Prefix of every name in ord/ and fold/ (never composes with a following mark).
 P = "_"

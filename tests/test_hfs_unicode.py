@@ -5,12 +5,14 @@ tests/kernel/test_hfs_unicode_kernel.py (the complete proof of the case-folding 
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
+import hfs_unicode_cases as cases
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,7 +32,6 @@ from atvdisk.hfsplus.unicode import (
     sort_key_binary,
     sort_key_ci,
 )
-import hfs_unicode_cases as cases
 
 U32 = unicodedata.ucd_3_2_0
 
@@ -356,7 +357,7 @@ def test_compare_is_fast_unicode_compare_and_the_keys_agree(a, b):
 def test_orders_are_total_preorders(names):
     for compare, key in ((compare_names_ci, sort_key_ci), (compare_names_binary, sort_key_binary)):
         ordered = sorted(names, key=key)
-        for x, y in zip(ordered, ordered[1:]):
+        for x, y in itertools.pairwise(ordered):
             assert compare(x, y) <= 0
         for x in ordered:  # transitivity: everything before x compares <= x
             for y in ordered[: ordered.index(x)]:
