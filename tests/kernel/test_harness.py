@@ -341,7 +341,7 @@ def test_hanging_guest_times_out_with_console_tail(  # type: ignore[no-untyped-d
 ) -> None:
     # Short, but long enough to reach the script on a loaded host: the main boot's wall time
     # (which includes its checks) measures how slow this host is right now.
-    timeout = round(max(20.0, 2 * main_run.seconds))
+    timeout = round(max(15.0, 2 * main_run.seconds))
     with pytest.raises(GuestTimeout) as timed_out:
         run_guest([gpt_image.path], "echo going to hang now\nwhile :; do sleep 1; done\n", timeout=timeout)
     message = str(timed_out.value)
