@@ -106,3 +106,14 @@ def test_cpio_reads_back_with_the_host_cpio(tmp_path: Path) -> None:
     assert stat.S_IMODE((out / "bin" / "tool").stat().st_mode) == 0o755
     assert (out / "bin" / "alias").readlink() == Path("tool")
     assert stat.S_IMODE((out / "empty").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("suffix", [".ko", ".ko.xz", ".ko.zst", ".ko.gz"])
+def test_compressed_modules_are_stored_decompressed(tmp_path: Path, suffix: str) -> None:
+    payload = b"\x7fELF module bytes " * 100
+    plain = tmp_path / "m.ko"
+    plain.write_bytes(payload)
+    tool = {".ko.xz": ["xz", "-k"], ".ko.zst": ["zstd", "-q"], ".ko.gz": ["gzip", "-k"]}.get(suffix)
+    if tool:
+        subprocess.run([*tool, str(plain)], check=True)
+    assert initramfs._read_module(tmp_path / f"m{suffix}") == payload
