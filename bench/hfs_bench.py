@@ -192,7 +192,7 @@ def main() -> int:
     if args.smoke:
         sizes, count, big, repeat = [3 * MB, 6 * MB], 300, 32 * MIB, args.repeat or 1
     else:
-        sizes, count, big, repeat = [150 * MB, 300 * MB], 10_000, 2 * 1000 * MB, args.repeat or 3
+        sizes, count, big, repeat = [150 * MB, 300 * MB], 10_000, 2 * 1000 * MB, args.repeat or 5
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     work = Path(tempfile.mkdtemp(prefix="atvdisk-hfs-bench-", dir=args.workdir))
     try:

@@ -206,3 +206,27 @@ def test_volume_inside_a_larger_file(tmp_path: Path) -> None:
     assert not problems, "\n".join(problems)
     with open(image, "rb") as f:
         assert f.read(offset) == bytes(offset)  # nothing written before the region
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097])
+@pytest.mark.parametrize("block_size", [4096, 512])
+def test_single_file_volume(size: int, block_size: int, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from atvdisk.hfsplus.layout import VolumeOptions
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "only").write_bytes(os.urandom(size))
+    case = HfsCase("single", VolumeOptions(create_time=1, volume_id=3, block_size=block_size),
+                   lambda s: None, lambda: 4 * MIB)  # fmt: skip
+    image = tmp_path / "v.img"
+    layout = build_case_image(replace(case), src, image)
+    assert layout.files[0].blocks == -(-size // block_size)
+    expected = expected_listing(src)
+    got, vol = listing_reader(image)
+    vol.check()
+    vol.close()
+    problems = diff(expected, got, "reader") + diff(expected, listing_pyfshfs(image)[0], "pyfshfs")
+    problems += diff(expected, listing_pytsk3(image), "pytsk3")
+    assert not problems, "\n".join(problems)
