@@ -476,6 +476,7 @@ class HfsVolume:
             rec.userInfo.fileCreator, rec.dataFork,
         )  # fmt: skip
 
+    @_guard
     def root_entry(self) -> HfsEntry:
         _, _, _key, rec = self._index()
         return self._entry("", kHFSRootParentID, rec)
