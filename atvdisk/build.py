@@ -91,6 +91,12 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
         p = pc.partition
         if p.fs.kind.is_hfs:
             hfs[number] = hfs_adapter.lay_out(p, pc.tree, epoch=settings.epoch)
+            outside_bmp = [path for path in pc.tree.nodes if any(ord(c) > 0xFFFF for c in path)]
+            if outside_bmp:
+                warnings.append(
+                    f"partition {number} ({p.name}): {len(outside_bmp)} name(s) with characters outside Unicode's BMP"
+                    f" (e.g. /{outside_bmp[0]}): HFS+ stores them, but Linux's hfsplus driver cannot open them"
+                )
         elif p.fs.kind in (FsKind.EXT4, FsKind.FAT32):
             _check_fits(p, pc.tree)
     return Prepared(plan, contents, bootscript, boot_report, hfs, warnings)

@@ -349,3 +349,32 @@ def test_openelec_release_tarball_is_streamed_into_osboot(tmp_path, sample):
     got, _ = listing_pyfshfs(img, osb.offset)
     assert got["SYSTEM"].sha256 == hashlib.sha256((sample.openelec / "SYSTEM").read_bytes()).hexdigest()
     assert got["KERNEL"].sha256 == hashlib.sha256((sample.openelec / "KERNEL").read_bytes()).hexdigest()
+
+
+def test_directory_contents_and_names_linux_cannot_open(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "café.txt").write_text("x")
+    (tree / "emoji-\U0001F600").write_text("y")
+    (tree / "link").symlink_to("sub/café.txt")
+    layout = tmp_path / "custom.toml"
+    layout.write_text(
+        """
+        [disk]
+        seed = "custom"
+        [[partition]]
+        name = "Data"
+        type = "hfsplus"
+        start = "1MiB"
+        size = "rest"
+        fs = { kind = "hfsplus", label = "Data" }
+        contents = [ { kind = "directory", source = "{layout_dir}/tree", path = "files" } ]
+        """
+    )
+    img = tmp_path / "c.img"
+    r = atvdisk("build", img, "--size", "64M", "--layout", layout)
+    assert "1 name(s) with characters outside Unicode's BMP" in r.stderr
+    plan = resolve(load_layout(str(layout)), 64 * 2**20, 512)
+    got = listing_pytsk3(img, plan.partitions[0].offset)
+    assert got[nfc_path("files/sub/café.txt")].size == 1
+    assert got["files/link"].target == "sub/café.txt"
