@@ -24,9 +24,10 @@ HFS_UUID_NAMESPACE = bytes.fromhex("B3E20F39F29211D697A400306543ECAC")
 
 
 def hfs_blkid_uuid(volume_id_hex: str) -> str:
-    """The UUID util-linux's blkid shows for an HFS+ volume with this 64-bit volume ID.
+    """The UUID blkid shows for an HFS+ volume with this 64-bit volume ID (finderInfo[6..7]).
 
-    busybox (OpenELEC's and atv-bootloader's findfs/mount) shows the ID itself as 16 hex digits.
+    util-linux and busybox since 1.21 (OpenELEC 3.x's initramfs) both derive it from the ID with
+    MD5 in Apple's namespace, as macOS does; older busybox printed the ID as 16 hex digits.
     """
     digest = bytearray(hashlib.md5(HFS_UUID_NAMESPACE + bytes.fromhex(volume_id_hex)).digest())
     digest[6] = 0x30 | (digest[6] & 0x0F)
@@ -42,17 +43,31 @@ class BootScript:
     storage_device: str
 
 
+def fs_uuid(p: PlannedPartition) -> str:
+    """The UUID blkid and busybox show for partition ``p``'s filesystem."""
+    if not p.fs.uuid:
+        raise ValueError(f"partition {p.name} has no UUID in the plan")
+    return hfs_blkid_uuid(p.fs.uuid) if p.fs.kind.is_hfs else p.fs.uuid
+
+
 def spec_for(p: PlannedPartition, name_by: NameBy) -> str:
-    """How OpenELEC's init and busybox findfs name partition ``p``."""
+    """How OpenELEC's init and busybox findfs/mount name partition ``p``."""
     if name_by is NameBy.DEVICE:
         return p.atv_device
     if name_by is NameBy.LABEL:
         if not p.fs.label:
             raise ValueError(f"partition {p.name} has no label")
         return f"LABEL={p.fs.label}"
-    if not p.fs.uuid:
-        raise ValueError(f"partition {p.name} has no UUID in the plan")
-    return f"UUID={p.fs.uuid}"
+    return f"UUID={fs_uuid(p)}"
+
+
+def _find(p: PlannedPartition, spec: str, name_by: NameBy) -> str:
+    """Shell code that prints the device of ``spec``. For HFS+ by UUID it also tries the raw
+    volume ID, which busybox before 1.21 (an old atv-bootloader's) shows instead."""
+    command = f"findfs {spec}"
+    if name_by is NameBy.UUID and p.fs.kind.is_hfs:
+        command = f"findfs {spec} 2>/dev/null || findfs UUID={p.fs.uuid}"
+    return command
 
 
 def generate(plan: Plan, name_by: NameBy | None = None) -> BootScript:
@@ -75,8 +90,8 @@ def generate(plan: Plan, name_by: NameBy | None = None) -> BootScript:
         lines += [f"BOOT={bdev}", f"STORAGE={sdev}"]
     else:
         lines += [
-            f'BOOT=$(findfs {bdev}) || {{ echo "atvdisk boot: {bdev} not found" >&2; exit 1; }}',
-            f'STORAGE=$(findfs {sdev}) || {{ echo "atvdisk boot: {sdev} not found" >&2; exit 1; }}',
+            f'BOOT=$({_find(bp, bdev, name_by)}) || {{ echo "atvdisk boot: {bdev} not found" >&2; exit 1; }}',
+            f'STORAGE=$({_find(sp, sdev, name_by)}) || {{ echo "atvdisk boot: {sdev} not found" >&2; exit 1; }}',
         ]
     if boot.fsck:
         for var, p in (("BOOT", bp), ("STORAGE", sp)):

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from atvdisk.bootscript import generate
+from atvdisk.bootscript import generate, hfs_blkid_uuid
 from atvdisk.layout import NameBy, load_layout, parse_layout
 from atvdisk.resolver import resolve
 
@@ -52,8 +52,18 @@ def test_label_and_uuid_forms():
     assert "BOOT=$(findfs LABEL=OSBoot)" in by_label.text
     by_uuid = generate(plan, NameBy.UUID)
     osboot, media = plan.partition("OSBoot"), plan.partition("Media")
-    assert by_uuid.command_line == f"boot=UUID={osboot.fs.uuid} disk=UUID={media.fs.uuid} quiet nosplash"
-    assert len(osboot.fs.uuid) == 16  # busybox shows an HFS+ volume id as 16 hex digits
+    # HFS+: the UUID blkid and busybox >= 1.21 (OpenELEC 3.x) derive from the 64-bit volume id...
+    derived = hfs_blkid_uuid(osboot.fs.uuid)
+    assert by_uuid.command_line == f"boot=UUID={derived} disk=UUID={media.fs.uuid} quiet nosplash"
+    # ...and the script falls back to the raw id that older busybox (atv-bootloader's?) printed.
+    assert f"BOOT=$(findfs UUID={derived} 2>/dev/null || findfs UUID={osboot.fs.uuid})" in by_uuid.text
+    assert f"STORAGE=$(findfs UUID={media.fs.uuid})" in by_uuid.text
+
+
+def test_hfs_uuid_derivation_matches_a_known_volume():
+    # A volume id and the UUID util-linux's blkid printed for it (checked again on every build
+    # in tests/test_build_image.py against blkid itself).
+    assert hfs_blkid_uuid("7B8031DCF3FA5B8D") == "615848dd-d058-31fd-99e4-46b0a4fd6c0f"
 
 
 def test_fsck_follows_the_filesystem_kind():
