@@ -102,10 +102,12 @@ def build_cmd(console: Console, target: str, layout_name: str, atv_disk: str | N
     layout = load_layout(layout_name)
     settings_base = dict(layout=layout, epoch=_epoch(), seed=None if layout.disk.seed else BuildSettings.new_seed(), name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
     progress = Progress(quiet=console.verbosity < 0 or as_json)
+    # The target's kind and size first (cheap, and refuses an existing image without --force),
+    # then the inputs (md5 sums and every tarball member are read).
+    kind, disk_bytes, sector = _target_geometry(target, size, loop, force)
     with ExitStack() as stack:
         inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack)
         settings = BuildSettings(inputs=inputs, **settings_base)
-        kind, disk_bytes, sector = _target_geometry(target, size, loop, force)
         if dry_run:
             prepared = prepare(settings, disk_bytes, sector)
             _print_dry_run(console, prepared, target, kind, as_json)
