@@ -58,7 +58,7 @@ def run(cmd: list[str | os.PathLike[str]], *, env: dict[str, str] | None = None,
         full_env.update(env)
     argv = [os.fspath(c) for c in cmd]
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, env=full_env, cwd=cwd, errors="replace")
+        r = subprocess.run(argv, check=False, capture_output=True, text=True, env=full_env, cwd=cwd, errors="replace")
     except OSError as e:
         raise BenchError(f"{argv[0]}: {e.strerror}") from None
     if r.returncode not in ok:

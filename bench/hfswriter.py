@@ -13,7 +13,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import hfs_bench
-from common import MiB, Row, Sample, Section, fsync_files, median, remove, run, secs, settle, spread, stopwatch, tree_files, verdict
+from common import (
+    MiB,
+    Row,
+    Sample,
+    Section,
+    fsync_files,
+    median,
+    remove,
+    run,
+    secs,
+    settle,
+    spread,
+    stopwatch,
+    tree_files,
+    verdict,
+)
 
 LARGE_LIMIT = 1 / 0.9
 SMALL_LIMIT_S = 3.0

@@ -14,7 +14,7 @@ PACKAGES = ("e2fsprogs", "dosfstools", "mtools", "genimage", "systemd", "util-li
 
 def _out(cmd: list[str]) -> str:
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"({e})"
     return (r.stdout or r.stderr).strip()

@@ -62,11 +62,11 @@ def run_memory(work: Path, payload: AtvPayload, restore_big: Path, big_size: int
     finally:
         remove(image, layout)
         settle()
-    peak = big["maxrss_bytes"]
+    peak = max(big["maxrss_bytes"], big["own_hwm_bytes"])
     sec.rows.append(
         Row("4a", f"peak RSS, build with a {big_size / MB:,.0f} MB OS.dmg (verified) vs `atvdisk --version`", f"{peak / MB:.1f} MB", f"{base['maxrss_bytes'] / MB:.1f} MB", "-", f"<= {RSS_LIMIT / MB:.0f} MB", verdict(peak <= RSS_LIMIT, smoke))
     )
-    sec.rows.append(Row("4b", "peak RSS, the 4 GiB build of section 1 (largest file 285 MB)" if not smoke else "peak RSS, the 4 GiB build of section 1", f"{normal['maxrss_bytes'] / MB:.1f} MB", "-", "-", "-", "info"))
+    sec.rows.append(Row("4b", "peak RSS, the 4 GiB build of section 1 (largest file 285 MB)" if not smoke else "peak RSS, the 4 GiB build of section 1", f"{max(normal['maxrss_bytes'], normal['own_hwm_bytes']) / MB:.1f} MB", "-", "-", "-", "info"))
     sec.notes.append(
         f"atvdisk's own process (VmHWM): {big['own_hwm_bytes'] / MB:.1f} MB with the large file, {normal['own_hwm_bytes'] / MB:.1f} MB in the 4 GiB build, "
         f"{base['own_hwm_bytes'] / MB:.1f} MB for --version; the rest of the peak, if any, is the largest tool atvdisk ran. One run (memory is not a timing); "

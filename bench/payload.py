@@ -67,26 +67,25 @@ class Member:
 
 def write_tar_gz(path: Path, members: list[Member], *, level: int = 6, uid: int = 501, gid: int = 20) -> None:
     """A deterministic .tar.gz streamed to disk (memory stays small whatever the member sizes)."""
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0, filename="") as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-            dirs: set[str] = set()
-            for m in members:
-                parts = m.name.split("/")[:-1]
-                for i in range(1, len(parts) + 1):
-                    d = "/".join(parts[:i])
-                    if d not in dirs:
-                        dirs.add(d)
-                        info = tarfile.TarInfo(d)
-                        info.type, info.mode, info.mtime, info.uid, info.gid = tarfile.DIRTYPE, 0o755, MTIME, uid, gid
-                        tar.addfile(info)
-                info = tarfile.TarInfo(m.name)
-                info.mode, info.mtime, info.uid, info.gid = m.mode, MTIME, uid, gid
-                if m.data is not None:
-                    info.size = len(m.data)
-                    tar.addfile(info, _BytesReader(m.data))
-                else:
-                    info.size = m.size
-                    tar.addfile(info, RandomStream(m.seed or m.name, m.size))
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0, filename="") as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        dirs: set[str] = set()
+        for m in members:
+            parts = m.name.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d not in dirs:
+                    dirs.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type, info.mode, info.mtime, info.uid, info.gid = tarfile.DIRTYPE, 0o755, MTIME, uid, gid
+                    tar.addfile(info)
+            info = tarfile.TarInfo(m.name)
+            info.mode, info.mtime, info.uid, info.gid = m.mode, MTIME, uid, gid
+            if m.data is not None:
+                info.size = len(m.data)
+                tar.addfile(info, _BytesReader(m.data))
+            else:
+                info.size = m.size
+                tar.addfile(info, RandomStream(m.seed or m.name, m.size))
 
 
 class _BytesReader:

@@ -28,7 +28,22 @@ import shutil
 from pathlib import Path
 
 from atvbuild import BENCH, atvdisk_env, build_cmd, plan_json
-from common import BenchError, Row, Sample, Section, allocated, median, remove, run, secs, settle, size_mb, spread, stopwatch, verdict
+from common import (
+    BenchError,
+    Row,
+    Sample,
+    Section,
+    allocated,
+    median,
+    remove,
+    run,
+    secs,
+    settle,
+    size_mb,
+    spread,
+    stopwatch,
+    verdict,
+)
 from imagecheck import describe, differences, file_count
 
 PEER_LIMIT = 0.8

@@ -35,9 +35,13 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] != "--" or len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    err = tempfile.TemporaryFile()
+    with tempfile.TemporaryFile() as err:
+        return _run(argv[1:], err)
+
+
+def _run(cmd: list[str], err) -> int:
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv[1:], stdout=subprocess.DEVNULL, stderr=err)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     hwm = 0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)

@@ -34,11 +34,16 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(1, str(BENCH.parent))  # atvdisk itself, when not installed
 
-import machine  # noqa: E402
-import payload as payloads  # noqa: E402
-from common import BenchError, Row, Section  # noqa: E402
+import machine
+import payload as payloads
+from common import BenchError, Row, Section
 
 ALL = ("1", "2", "3", "4", "5", "6")
+METHOD = (
+    "Method: wall-clock medians; ratio = atvdisk / baseline (lower is better for atvdisk). Inputs are read warm from the page cache on every side "
+    "(no cache dropping); outputs go through the page cache and every timed side ends with its output fsynced; `sync` runs untimed between samples; "
+    "sides are interleaved run by run. The machine's cores may be shared with other work: see the min-max spreads below."
+)
 
 
 def log(msg: str) -> None:
@@ -66,9 +71,7 @@ def render(info: dict[str, str], sections: list[Section], args: argparse.Namespa
     for s in sections:
         for r in s.rows:
             out.append(f"| {r.key} | {cell(r.what)} | {cell(r.atvdisk)} | {cell(r.baseline)} | {cell(r.ratio)} | {cell(r.target)} | {cell(r.result)} |")
-    out += ["", "Method: wall-clock medians; ratio = atvdisk / baseline (lower is better for atvdisk). Inputs are read warm from the page cache on every side (no cache dropping); "
-            "outputs go through the page cache and every timed side ends with its output fsynced; `sync` runs untimed between samples; sides are interleaved run by run. "
-            "The machine's cores are shared with other work: see the min-max spreads below.", ""]
+    out += ["", METHOD, ""]
     for s in sections:
         if s.notes:
             out.append(f"**{s.title}**")
