@@ -15,6 +15,7 @@ import os
 import secrets
 import tempfile
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,8 @@ class Prepared:
     boot_report: BootReport | None
     hfs: dict[int, hfs_adapter.VolumeLayout]
     warnings: list[str] = field(default_factory=list)
+    # sha256 of the data each file was given while writing (partition -> path -> digest)
+    hashes: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
 def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipped: list[str] | None = None) -> Prepared:
@@ -77,7 +80,16 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
     layout = settings.effective_layout()
     plan = resolve(layout, disk_bytes, sector_size, seed=settings.seed)
     bootscript = generate(plan, settings.name_by) if plan.boot is not None else None
-    contents = build_trees(plan, settings.inputs, bootscript, epoch=settings.epoch, skipped=skipped)
+    # The OpenELEC md5 sums are checked while the tarballs are scanned: both spend their time in
+    # zlib and hashlib, outside the GIL, so on two cores they overlap.
+    release = settings.inputs.openelec
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        md5_check = pool.submit(release.check_md5) if release is not None else None
+        try:
+            contents = build_trees(plan, settings.inputs, bootscript, epoch=settings.epoch, skipped=skipped)
+        finally:
+            if md5_check is not None:
+                md5_check.result()  # raises the md5 mismatch, if any, first
     warnings = list(plan.warnings)
     boot_report = None
     for pc in contents.values():
@@ -203,21 +215,22 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
             continue
         with progress.step(_describe(p, prepared)) as _:
             tree = prepared.contents[p.number].tree if p.number in prepared.contents else None
+            hashes = prepared.hashes.setdefault(p.number, {})
             if p.fs.kind.is_hfs:
                 assert tree is not None
                 progress.start_meter(tree.data_bytes)
                 with access.own_writes() as fd:
                     region = Region(fd, p.offset, p.size_bytes, known_zero=access.known_zero, name=f"{access.path} partition {p.number}")
-                    hfs_adapter.write(prepared.hfs[p.number], region, tree, progress)
+                    hfs_adapter.write(prepared.hfs[p.number], region, tree, progress, hashes)
             elif p.fs.kind is FsKind.SWAP:
                 with access.own_writes() as fd:
                     write_swap(Region(fd, 0, plan.disk_bytes, known_zero=False, name=access.path), p, workdir=workdir)
             elif p.fs.kind is FsKind.EXT4:
                 assert tree is not None
-                make_ext4(access.path, p, tree, workdir=workdir, epoch=_epoch(tree), prezeroed=access.known_zero)
+                make_ext4(access.path, p, tree, workdir=workdir, epoch=_epoch(tree), prezeroed=access.known_zero, hashes=hashes)
             elif p.fs.kind is FsKind.FAT32:
                 assert tree is not None
-                make_fat32(access.path, p, tree, workdir=workdir, epoch=_epoch(tree))
+                make_fat32(access.path, p, tree, workdir=workdir, epoch=_epoch(tree), hashes=hashes)
     with progress.step(f"write the GPT ({len(plan.partitions)} partitions)" + (" and the hybrid MBR" if plan.hybrid_mbr else "")):
         write_partition_table(access.path, plan)
         access.after_partition_table()

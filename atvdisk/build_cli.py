@@ -59,7 +59,7 @@ def _inputs(opts: InputOptions, layout: Layout, stack: ExitStack) -> Inputs:
         restore = restore or str(sample.restore)
         recovery = recovery or str(sample.recovery)
     return Inputs(
-        openelec=OpenElecRelease.open(openelec) if openelec else None,
+        openelec=OpenElecRelease.open(openelec, check=False) if openelec else None,  # md5: in prepare()
         restore=check_input_file("--restore", restore),
         recovery=check_input_file("--recovery", recovery),
         layout_dir=layout.directory,
@@ -219,7 +219,7 @@ def _count_steps(prepared: Prepared, *, known_zero: bool, verify_after: bool) ->
 
 def _verify_step(prepared: Prepared, device: str, progress: Progress, workdir: str) -> VerifyReport:
     with progress.step("verify: read everything back and compare with the plan and the sources"):
-        report = verify(device, prepared.plan, prepared.contents, workdir=workdir)
+        report = verify(device, prepared.plan, prepared.contents, workdir=workdir, known_hashes=prepared.hashes)
     if report.mismatches:
         raise VerifyError(report.mismatches, hint="the target does not hold what was planned; see the list above")
     return report

@@ -21,7 +21,7 @@ def debugfs_quote(path: str) -> str:
     return '"' + path.replace('"', '""') + '"'
 
 
-def make_ext4(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str, epoch: int, prezeroed: bool) -> None:
+def make_ext4(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str, epoch: int, hashes: dict[str, str] | None = None, prezeroed: bool) -> None:
     """Create the ext4 filesystem of partition ``p`` inside ``device`` (image or disk) holding ``tree``.
 
     ``prezeroed``: the region is known to read as zeros (a new sparse image), so mke2fs need not
@@ -43,7 +43,7 @@ def make_ext4(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str,
     if fs.reserved_percent is not None:
         command += ["-m", str(fs.reserved_percent)]
     with tempfile.TemporaryDirectory(prefix="atvdisk-ext4-", dir=workdir) as tmp:
-        staging = materialise(tree, tmp)
+        staging = materialise(tree, tmp, hashes)
         command += ["-d", str(staging), device, f"{p.size_bytes // 1024}k"]
         run(command, env={"E2FSPROGS_FAKE_TIME": str(epoch)}, hint="see the message above; the partition may be too small for its contents")
         commands = []

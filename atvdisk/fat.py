@@ -15,7 +15,7 @@ from atvdisk.tree import FileTree, NodeKind
 FAT_SECTOR = 512  # mkfs.fat's logical sector, and the unit of its --offset
 
 
-def make_fat32(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str, epoch: int) -> None:
+def make_fat32(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str, epoch: int, hashes: dict[str, str] | None = None) -> None:
     fs = p.fs
     assert fs.cluster_size is not None
     if p.offset % FAT_SECTOR or p.size_bytes % 1024:
@@ -56,7 +56,7 @@ def make_fat32(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str
     image = f"{device}@@{p.offset}"
     env = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0", "SOURCE_DATE_EPOCH": str(epoch)}
     with tempfile.TemporaryDirectory(prefix="atvdisk-fat-", dir=workdir) as tmp:
-        staging = materialise(tree, tmp)
+        staging = materialise(tree, tmp, hashes)
         dirs = [f"::/{path}" for path, node in entries if node.kind is NodeKind.DIR]
         if dirs:
             run(["mmd", "-i", image, *dirs], env=env)

@@ -77,8 +77,9 @@ def lay_out(p: PlannedPartition, tree: FileTree, *, epoch: int) -> VolumeLayout:
     return VolumeLayout(plan_volume(_hfs_tree(tree), options, p.size_bytes), p)
 
 
-def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progress) -> None:
-    """Write the volume into ``region``; tarball members and release files arrive by streaming."""
+def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progress, hashes: dict[str, str] | None = None) -> None:
+    """Write the volume into ``region``; tarball members and release files arrive by streaming
+    (their sha256 recorded in ``hashes`` on the way, for verification)."""
     from atvdisk.feed import copy_exact, feed
     from atvdisk.hfsplus.writer import VolumeWriter
 
@@ -98,7 +99,7 @@ def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progre
                     writer.write_external(path, spool)
         progress.advance(size * len(paths))
 
-    feed(tree, sink, streamed_only=True)
+    feed(tree, sink, streamed_only=True, hashes=hashes)
     writer.finish()
 
 

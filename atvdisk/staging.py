@@ -48,8 +48,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def materialise(tree: FileTree, parent: str | Path) -> Path:
-    """Create a directory below ``parent`` holding ``tree``; return its path."""
+def materialise(tree: FileTree, parent: str | Path, hashes: dict[str, str] | None = None) -> Path:
+    """Create a directory below ``parent`` holding ``tree``; return its path. ``hashes`` gets the
+    sha256 of every file's data as it was copied (see :func:`atvdisk.feed.feed`)."""
     root = Path(tempfile.mkdtemp(prefix="atvdisk-staging-", dir=parent))
     for path, node in tree:
         if not path:
@@ -76,7 +77,7 @@ def materialise(tree: FileTree, parent: str | Path) -> Path:
                 finally:
                     os.close(fd)
 
-    feed(tree, sink)
+    feed(tree, sink, hashes=hashes)
     # Modes and times last, children before parents (creating an entry changes a directory's mtime).
     for path, node in sorted(tree, key=lambda pn: -(pn[0].count("/") + 1) if pn[0] else 0):
         target = root / path if path else root

@@ -11,19 +11,13 @@ hands each wanted member's data to a callback in chunks: no member is ever held 
 
 from __future__ import annotations
 
-import tarfile
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from atvdisk.errors import InputError
+from atvdisk.tarstream import Member, TarStream, TarStreamError
 from atvdisk.tree import ArchiveMember, FileTree, check_link_inside
-
-CHUNK = 1 << 20
-
-# Things tarfile/gzip/bz2/lzma raise on damaged input.
-_CORRUPT = (tarfile.TarError, EOFError, zlib.error, OSError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -33,16 +27,16 @@ class ScanResult:
     data_bytes: int
 
 
-def _open_stream(path: str) -> tarfile.TarFile:
+def _open_stream(path: str, *, readahead: bool = False) -> TarStream:
     try:
-        return tarfile.open(path, mode="r|*", bufsize=CHUNK)
+        return TarStream(path, readahead=readahead)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file", hint="check the path of the tarball") from None
-    except _CORRUPT as e:
-        raise InputError(f"{path}: not a readable tar archive: {e}", hint="the file may be truncated or not a tarball; download it again") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}", hint="check the file") from None
 
 
-def _member_path(tar_path: str, member: tarfile.TarInfo) -> str:
+def _member_path(tar_path: str, member: Member) -> str:
     name = member.name
     if any("\udc80" <= c <= "\udcff" for c in name):
         raise InputError(f"{tar_path}: member {name!r} has a name that is not valid UTF-8", hint="repack the archive with UTF-8 names")
@@ -70,7 +64,7 @@ def scan(
     origin = origin or path
     prefix = dest.strip("/")
     members = files = data = 0
-    seen: dict[str, tuple[int, int]] = {}  # member path -> (index, size) of regular files
+    seen: dict[str, tuple[int, int, str]] = {}  # member path -> (index, size, name) of regular files
     tar = _open_stream(path)
     try:
         for index, m in enumerate(_iterate(tar, path)):
@@ -84,7 +78,7 @@ def scan(
             what = f"{origin}: member {m.name!r}"
             if m.isreg():
                 tree.add_file(where, ArchiveMember(path, m.name, index), m.size, mode=mode, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
-                seen[rel] = (index, m.size)
+                seen[rel] = (index, m.size, m.name)
                 files += 1
                 data += m.size
             elif m.isdir():
@@ -106,9 +100,9 @@ def scan(
                         hint="refusing links that point outside the archive",
                     )
                 # Hard links become independent copies of the same data (documented in README).
-                tindex, tsize = seen[target]
-                tree.add_file(where, ArchiveMember(path, _name_at(tar, tindex), tindex), tsize, mode=mode, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
-                seen[rel] = (tindex, tsize)
+                tindex, tsize, tname = seen[target]
+                tree.add_file(where, ArchiveMember(path, tname, tindex), tsize, mode=mode, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
+                seen[rel] = (tindex, tsize, tname)
                 files += 1
                 data += tsize
             elif m.ischr() or m.isblk():
@@ -122,11 +116,7 @@ def scan(
     return ScanResult(members, files, data)
 
 
-def _name_at(tar: tarfile.TarFile, index: int) -> str:
-    return tar.members[index].name
-
-
-def _iterate(tar: tarfile.TarFile, path: str):
+def _iterate(tar: TarStream, path: str) -> Iterator[Member]:
     """Members in order, reading (and so checking) every byte of the archive."""
     it = iter(tar)
     while True:
@@ -134,9 +124,20 @@ def _iterate(tar: tarfile.TarFile, path: str):
             member = next(it)
         except StopIteration:
             return
-        except _CORRUPT as e:
+        except TarStreamError as e:
+            if not _looks_like_tar(path):
+                raise InputError(f"{path}: not a readable tar archive ({e})", hint="is it really a .tar, .tar.gz, .tar.bz2 or .tar.xz?") from None
             raise InputError(f"{path}: the archive is truncated or corrupt ({e})", hint="download or copy the tarball again") from None
         yield member
+
+
+def _looks_like_tar(path: str) -> bool:
+    """Whether the file starts like a compressed stream or a tar header (for the message)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return True
+    return len(head) == 512 and head[257:262] in (b"ustar", b"\0\0\0\0\0")
 
 
 def stream(path: str, wanted: dict[int, list[str]], sink: Callable[[list[str], BinaryIO, int], None]) -> None:
@@ -148,18 +149,15 @@ def stream(path: str, wanted: dict[int, list[str]], sink: Callable[[list[str], B
     if not wanted:
         return
     remaining = set(wanted)
-    tar = _open_stream(path)
+    tar = _open_stream(path, readahead=True)
     try:
         for index, m in enumerate(_iterate(tar, path)):
             if index in remaining:
-                f = tar.extractfile(m)
-                if f is None:
+                if not m.isreg():
                     raise InputError(f"{path}: member {m.name!r} changed since it was checked", hint="do not modify input files during a build")
                 try:
-                    sink(wanted[index], f, m.size)
-                except _CORRUPT as e:
-                    if isinstance(e, OSError) and not isinstance(e, EOFError) and e.errno is not None:
-                        raise
+                    sink(wanted[index], tar, m.size)  # type: ignore[arg-type] - TarStream reads like a file
+                except TarStreamError as e:
                     raise InputError(f"{path}: the archive is truncated or corrupt ({e})", hint="download or copy the tarball again") from None
                 remaining.discard(index)
                 if not remaining:

@@ -14,6 +14,7 @@ import os
 import shutil
 import struct
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,25 +57,47 @@ class VerifyReport:
         self.mismatches.append(what)
 
 
-def verify(device: str, plan: Plan, contents: dict[int, PartitionContents], *, complete: dict[int, bool] | None = None, workdir: str | None = None) -> VerifyReport:
+def verify(
+    device: str,
+    plan: Plan,
+    contents: dict[int, PartitionContents],
+    *,
+    complete: dict[int, bool] | None = None,
+    workdir: str | None = None,
+    known_hashes: dict[int, dict[str, str]] | None = None,
+) -> VerifyReport:
     """Verify ``device`` (image file or block device) against ``plan`` and ``contents``.
 
     ``complete[n]`` False means some of partition n's sources were not given (standalone verify
     without every input): then files found there but not expected are not mismatches.
+    ``known_hashes[n]``: sha256 of files' source data taken while writing them (the build passes
+    them, so the sources are not read a second time); other sources are read and hashed here.
+    Partitions are checked in parallel (hashing and the checkers run outside the GIL).
     """
     report = VerifyReport()
     complete = complete or {}
-    with tempfile.TemporaryDirectory(prefix="atvdisk-verify-", dir=workdir) as tmp, open(device, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size != plan.disk_bytes:
-            report.bad(f"{device} is {size} bytes; the plan is for {plan.disk_bytes}")
-            return report
-        _check_table(f, plan, report)
-        for p in plan.partitions:
+    known_hashes = known_hashes or {}
+    with tempfile.TemporaryDirectory(prefix="atvdisk-verify-", dir=workdir) as tmp:
+        with open(device, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size != plan.disk_bytes:
+                report.bad(f"{device} is {size} bytes; the plan is for {plan.disk_bytes}")
+                return report
+            _check_table(f, plan, report)
+
+        def one(p: PlannedPartition) -> VerifyReport:
+            part = VerifyReport()
             try:
-                _check_partition(device, f, p, contents.get(p.number), complete.get(p.number, True), report, tmp)
+                with open(device, "rb") as pf:
+                    _check_partition(device, pf, p, contents.get(p.number), complete.get(p.number, True), part, tmp, known_hashes.get(p.number, {}))
             except ToolError as e:
-                report.bad(f"partition {p.number} ({p.name}): {e}")
+                part.bad(f"partition {p.number} ({p.name}): {e}")
+            return part
+
+        with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2))) as pool:
+            for part in pool.map(one, plan.partitions):
+                report.checked += part.checked
+                report.mismatches += part.mismatches
     return report
 
 
@@ -118,7 +141,7 @@ def _check_table(f, plan: Plan, report: VerifyReport) -> None:  # noqa: ANN001 -
 # -- filesystems ----------------------------------------------------------------------------
 
 
-def _check_partition(device: str, f, p: PlannedPartition, pc: PartitionContents | None, complete: bool, report: VerifyReport, tmp: str) -> None:  # noqa: ANN001
+def _check_partition(device: str, f, p: PlannedPartition, pc: PartitionContents | None, complete: bool, report: VerifyReport, tmp: str, known: dict[str, str]) -> None:  # noqa: ANN001
     name = f"partition {p.number} ({p.name})"
     kind = p.fs.kind
     if kind is FsKind.NONE:
@@ -140,7 +163,7 @@ def _check_partition(device: str, f, p: PlannedPartition, pc: PartitionContents 
         if set(journal_files) != {".journal", ".journal_info_block"} or any(e.kind is not NodeKind.FILE for e in journal_files.values()):
             report.bad(f"{name}: a journaled volume needs the files /.journal and /.journal_info_block")
         found = [e for e in found if e.path not in journal_files]
-    expected = expected_entries(pc.tree, kind)
+    expected = expected_entries(pc.tree, kind, known)
     _compare(name, kind, expected, found, complete, report)
 
 
@@ -375,9 +398,10 @@ def _hfs_entries(device: str, p: PlannedPartition, report: VerifyReport, name: s
 # -- contents -------------------------------------------------------------------------------
 
 
-def expected_entries(tree: FileTree, kind: FsKind) -> list[Entry]:
-    """What the tree's sources say each filesystem should hold (hashes computed by streaming)."""
-    hashes: dict[str, str] = {}
+def expected_entries(tree: FileTree, kind: FsKind, known: dict[str, str] | None = None) -> list[Entry]:
+    """What the tree's sources say each filesystem should hold. Hashes of ``known`` paths are
+    taken as given; the other sources are read and hashed (streaming)."""
+    hashes: dict[str, str] = dict(known or {})
 
     def sink(paths: list[str], source, f, size: int) -> None:  # noqa: ANN001
         h = hashlib.sha256()
@@ -391,7 +415,7 @@ def expected_entries(tree: FileTree, kind: FsKind) -> list[Entry]:
         for path in paths:
             hashes[path] = h.hexdigest()
 
-    feed(tree, sink)
+    feed(tree, sink, skip=hashes.keys())
     has_perms = kind is not FsKind.FAT32
     out = []
     for path, node in tree:

@@ -378,3 +378,24 @@ def test_directory_contents_and_names_linux_cannot_open(tmp_path):
     got = listing_pytsk3(img, plan.partitions[0].offset)
     assert got[nfc_path("files/sub/café.txt")].size == 1
     assert got["files/link"].target == "sub/café.txt"
+
+
+def test_verify_compares_readback_with_hashes_taken_while_writing(tmp_path, sample):
+    """The build hashes tarball members as it streams them; verify must compare the disk with
+    those hashes (a wrong one is a mismatch), not trust them."""
+    from atvdisk.build import BuildSettings, ImageAccess, apply, prepare
+    from atvdisk.payload import Inputs, OpenElecRelease
+    from atvdisk.progress import Progress
+    from atvdisk.verify import verify
+
+    img = tmp_path / "k.img"
+    with open(img, "wb") as f:
+        f.truncate(4 * 2**30)
+    settings = BuildSettings(load_layout("atv1-openelec"), Inputs(OpenElecRelease.open(str(sample.openelec)), str(sample.restore), str(sample.recovery)), epoch=1)
+    prepared = prepare(settings, 4 * 2**30, 512)
+    apply(prepared, ImageAccess(img, known_zero=True), Progress(quiet=True), workdir=str(tmp_path))
+    assert prepared.hashes[2]["boot.efi"] == hashlib.sha256(tarfile.open(sample.restore).extractfile("boot.efi").read()).hexdigest()
+    assert verify(str(img), prepared.plan, prepared.contents, known_hashes=prepared.hashes).mismatches == []
+    prepared.hashes[2]["boot.efi"] = "0" * 64
+    report = verify(str(img), prepared.plan, prepared.contents, known_hashes=prepared.hashes)
+    assert report.mismatches == ["partition 2 (Recovery): /boot.efi: content differs from its source (sha256)"]
