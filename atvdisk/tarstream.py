@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 BLOCK = 512
-CHUNK = 4 << 20  # compressed bytes read at a time, and the most output kept at once
+CHUNK = 2 << 20  # compressed bytes read at a time, and the most output kept at once
 
 
 class TarStreamError(Exception):
@@ -120,7 +120,7 @@ class _ReadAhead:
     """Runs a :class:`_Source` in a thread, a few chunks ahead of the reader: decompression
     (zlib, bz2 and lzma release the GIL) then overlaps with writing and hashing the data."""
 
-    def __init__(self, src: _Source, depth: int = 3) -> None:
+    def __init__(self, src: _Source, depth: int = 2) -> None:
         self._q: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(src,), name="atvdisk-tar-readahead", daemon=True)
@@ -165,7 +165,7 @@ class TarStream:
     """Iterate an archive's members in order; read each regular member's data as it comes.
 
     ``readahead``: decompress in a background thread, a few chunks ahead (memory stays bounded:
-    at most ``depth`` chunks of 4 MiB).
+    at most ``depth`` chunks of 2 MiB).
     """
 
     def __init__(self, path: str, *, readahead: bool = False) -> None:
