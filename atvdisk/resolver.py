@@ -315,7 +315,8 @@ class _Resolver:
                 StepKind.WIPE,
                 None,
                 f"wipe the protective MBR and primary GPT (sectors 0-{reserved[2].end}) and the backup GPT"
-                f" (sectors {reserved[3].start}-{reserved[4].end}), and old signatures at the start and end of every partition",
+                f" (sectors {reserved[3].start}-{reserved[4].end}), and old signatures at the start and end of every partition"
+                " (on a disk; a new image file starts out empty)",
             ),
         ]
         for p in partitions:
