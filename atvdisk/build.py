@@ -13,7 +13,6 @@ import errno
 import logging
 import os
 import secrets
-import tempfile
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
@@ -158,7 +157,7 @@ class DiskAccess(ABC):
     def own_writes(self) -> AbstractContextManager[int]:
         """A file descriptor for atvdisk's own writes (exclusive on block devices)."""
 
-    def after_partition_table(self) -> None:
+    def after_partition_table(self) -> None:  # noqa: B027 - a no-op by default (image files)
         """Make the OS see the new table (block devices)."""
 
 
@@ -269,11 +268,6 @@ def wipe(disk: Region, plan: Plan) -> None:
         tail = min(WIPE_BYTES, p.size_bytes - head)
         if tail:
             disk.write_zeros(p.offset + p.size_bytes - tail, tail)
-
-
-def make_workdir(near: str | None = None) -> tempfile.TemporaryDirectory[str]:
-    """Scratch space for staging copies; honours TMPDIR."""
-    return tempfile.TemporaryDirectory(prefix="atvdisk-")
 
 
 __all__ = ["BuildSettings", "Prepared", "prepare", "apply", "ImageAccess", "BlockAccess", "BuildError"]

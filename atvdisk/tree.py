@@ -9,7 +9,6 @@ Later entries overlay earlier ones, as extracting a second tarball over a first 
 
 from __future__ import annotations
 
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -81,11 +80,6 @@ class Node:
     source: Source | None = None
     target: str | None = None  # symlink target
     origin: str = ""  # what put it there, for messages
-
-    @property
-    def st_mode(self) -> int:
-        kind = {NodeKind.DIR: stat.S_IFDIR, NodeKind.FILE: stat.S_IFREG, NodeKind.SYMLINK: stat.S_IFLNK}[self.kind]
-        return kind | self.mode
 
 
 @dataclass

@@ -425,7 +425,7 @@ def _hfsx_volume() -> ProofVolume:
             f = b.add(f"cs/{P}{_posix(m)}")
             cs_files.append(f)
             queries.append(Query(f.path, f.uid, f.uid, True, f"U+{m:04X} is its own name"))
-    for c, missing in (("A", "\u00e0"), ("\u03a3", "\u03c2")):
+    for _c, missing in (("A", "\u00e0"), ("\u03a3", "\u03c2")):
         queries.append(Query(f"cs/{P}{missing}", None, None, True, f"no folding: U+{ord(missing):04X} absent"))
     e = b.add("decomp/\u00e9t\u00e9")
     h = b.add("decomp/\ud55c")

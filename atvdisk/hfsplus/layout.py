@@ -62,20 +62,17 @@ from atvdisk.hfsplus.records import (
     S_IFLNK,
     S_IFREG,
     UF_NODUMP,
-    ExtendedFileInfo,
     ExtendedFolderInfo,
     FileInfo,
     FolderInfo,
     HFSPlusBSDInfo,
     HFSPlusCatalogFile,
     HFSPlusCatalogFolder,
-    HFSPlusCatalogThread,
     HFSPlusExtentDescriptor,
     HFSPlusExtentKey,
     HFSPlusExtentRecord,
     HFSPlusForkData,
     HFSPlusVolumeHeader,
-    HFSUniStr255,
     kBTBigKeysMask,
     kBTVariableIndexKeysMask,
     kHFSAttributesFileID,
@@ -677,7 +674,7 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
         return cp, ap, ep
 
     def bitmap_blocks(total: int) -> int:
-        return -(-(-(-total // 8)) // bs)
+        return -(-(-(-total // 8)) // bs)  # ceil(ceil(total / 8 bits) / block size)
 
     def meta_blocks(cp: BTreePlan, ap: BTreePlan | None, ep: BTreePlan) -> int:
         return (
@@ -773,7 +770,7 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
         raise AssertionError("overflow extent count mismatch")
 
     catalog_records = [(c.key, c.build()) for c in cats]  # type: ignore[operator]
-    for (k, d), c in zip(catalog_records, cats):
+    for (_key, d), c in zip(catalog_records, cats, strict=True):
         if len(d) != c.size:
             raise AssertionError("catalog record size mismatch")
 
