@@ -29,13 +29,13 @@ SCRIPT = r"""
 set -eu
 IMG={img}
 MNT={mnt}
-LOOPS=""
 cleanup() {{
   for m in "$MNT"/recovery "$MNT"/linux "$MNT"/media; do mountpoint -q "$m" && umount "$m" || true; done
-  for l in $LOOPS; do losetup -d "$l" 2>/dev/null || true; done
+  # Every loop device backed by the image (loop() runs in $(...) subshells: it cannot keep a list).
+  for l in $(losetup -n -O NAME -j "$IMG"); do losetup -d "$l" 2>/dev/null || true; done
 }}
 trap cleanup EXIT
-loop() {{ l=$(losetup --find --show --offset "$1" --sizelimit "$2" "$IMG"); LOOPS="$LOOPS $l"; echo "$l"; }}
+loop() {{ losetup --find --show --offset "$1" --sizelimit "$2" "$IMG"; }}
 
 truncate -s {disk_bytes} "$IMG"
 dd if=/dev/zero of="$IMG" bs=4 count=1M conv=notrunc status=none

@@ -56,7 +56,12 @@ def test_smoke_run_has_every_row_and_cleans_up(tmp_path):
     doc = json.loads(raw.read_text())
     assert doc["smoke"] is True and doc["runs"] == 1
     assert all(section["rows"] for section in doc["sections"].values())
-    # Only the payload cache stays behind, and a second run reuses it.
+    # No loop device or mount is left behind (the original procedure attaches five)...
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True).stdout
+    assert str(work) not in loops, loops
+    mounts = Path("/proc/self/mounts").read_text()
+    assert str(work) not in mounts
+    # ...and only the payload cache stays behind, for a second run to reuse.
     assert [p.name for p in work.iterdir()] == ["cache"]
     cached = sorted(p.name for p in (work / "cache").iterdir())
     assert cached and all(not n.startswith(".") for n in cached)
