@@ -1,3 +1,3 @@
-from atvdisk.cli import main
+from atvdisk.cli.main import main
 
 main()

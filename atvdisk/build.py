@@ -19,21 +19,21 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 
-from atvdisk import hfs_adapter
+from atvdisk.fs import hfs_adapter
 from atvdisk.bootscript import BootScript, generate
-from atvdisk.contents import PartitionContents, build_trees
+from atvdisk.inputs.contents import PartitionContents, build_trees
 from atvdisk.errors import BuildError, InputError
-from atvdisk.ext4 import make_ext4
-from atvdisk.fat import make_fat32
-from atvdisk.layout import FsKind, Layout, NameBy
-from atvdisk.partition import write_partition_table
-from atvdisk.payload import BootReport, Inputs, inspect_recovery
-from atvdisk.plan import Plan, PlannedPartition
+from atvdisk.fs.ext4 import make_ext4
+from atvdisk.fs.fat import make_fat32
+from atvdisk.layout.schema import FsKind, Layout, NameBy
+from atvdisk.fs.partition import write_partition_table
+from atvdisk.inputs.payload import BootReport, Inputs, inspect_recovery
+from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.progress import Progress
-from atvdisk.region import Region
-from atvdisk.resolver import resolve
-from atvdisk.swap import write_swap
-from atvdisk.tree import FileTree, Inline, Node
+from atvdisk.fs.region import Region
+from atvdisk.layout.resolver import resolve
+from atvdisk.fs.swap import write_swap
+from atvdisk.inputs.tree import FileTree, Inline, Node
 
 log = logging.getLogger("atvdisk.build")
 
@@ -115,7 +115,7 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
 
 def _small_file_reader(node: Node) -> bytes:
     """Bytes of a small file node (com.apple.Boot.plist), read from wherever it comes from."""
-    from atvdisk.feed import feed
+    from atvdisk.inputs.feed import feed
 
     if isinstance(node.source, Inline):
         return node.source.data
@@ -178,7 +178,7 @@ class ImageAccess(DiskAccess):
 
 
 class BlockAccess(DiskAccess):
-    def __init__(self, session) -> None:  # noqa: ANN001 - atvdisk.target.BlockDeviceSession
+    def __init__(self, session) -> None:  # noqa: ANN001 - atvdisk.target.blockdev.BlockDeviceSession
         self.session = session
         self.path = os.fspath(session.path)
         self.known_zero = False
@@ -191,7 +191,7 @@ class BlockAccess(DiskAccess):
             os.fsync(fd)
 
     def after_partition_table(self) -> None:
-        from atvdisk.blockdev import BlockDeviceError
+        from atvdisk.target.blockdev import BlockDeviceError
 
         self.session.fsync()
         try:

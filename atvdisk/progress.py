@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
-from atvdisk.units import format_iec
+from atvdisk.layout.units import format_iec
 
 
 @dataclass

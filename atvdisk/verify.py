@@ -18,16 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atvdisk import hfs_adapter
-from atvdisk.contents import PartitionContents
+from atvdisk.fs import hfs_adapter
+from atvdisk.inputs.contents import PartitionContents
 from atvdisk.errors import AtvdiskError, ToolError, UsageError
-from atvdisk.feed import feed
-from atvdisk.gpt import GptError, hybrid_mbr, protective_mbr, read_table
-from atvdisk.layout import FsKind
-from atvdisk.partition import MBR_TYPES
-from atvdisk.plan import Plan, PlannedPartition
+from atvdisk.inputs.feed import feed
+from atvdisk.fs.gpt import GptError, hybrid_mbr, protective_mbr, read_table
+from atvdisk.layout.schema import FsKind
+from atvdisk.fs.partition import MBR_TYPES
+from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.run import run
-from atvdisk.tree import FileTree, NodeKind
+from atvdisk.inputs.tree import FileTree, NodeKind
 
 
 @dataclass(frozen=True)
@@ -301,7 +301,7 @@ def _ext4_entries(device: str, f, p: PlannedPartition, report: VerifyReport, nam
 
 def ext4_walk(spec: str, scratch: Path) -> list[Entry]:
     """Every entry of an ext4 filesystem, read with debugfs (no mount)."""
-    from atvdisk.ext4 import debugfs_quote
+    from atvdisk.fs.ext4 import debugfs_quote
 
     scratch.mkdir()
     entries: list[Entry] = []

@@ -36,10 +36,10 @@ MIB = 1 << 20
 
 CHILD = r"""
 import json, os, resource, sys
-from atvdisk.hfsplus.layout import VolumeOptions
-from atvdisk.hfsplus.tree import HfsTree
-from atvdisk.hfsplus.writer import write_volume
-from atvdisk.region import Region
+from atvdisk.fs.hfsplus.layout import VolumeOptions
+from atvdisk.fs.hfsplus.tree import HfsTree
+from atvdisk.fs.hfsplus.writer import write_volume
+from atvdisk.fs.region import Region
 src, image, size, slow = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 if src != "-":
     tree = HfsTree.from_host_dir(src)
@@ -71,10 +71,10 @@ def _volume_size(data_bytes: int) -> int:
 
 
 def _build(src: Path, image: Path, size: int, sync: bool = True) -> float:
-    from atvdisk.hfsplus.layout import VolumeOptions
-    from atvdisk.hfsplus.tree import HfsTree
-    from atvdisk.hfsplus.writer import write_volume
-    from atvdisk.region import Region
+    from atvdisk.fs.hfsplus.layout import VolumeOptions
+    from atvdisk.fs.hfsplus.tree import HfsTree
+    from atvdisk.fs.hfsplus.writer import write_volume
+    from atvdisk.fs.region import Region
 
     if image.exists():
         image.unlink()

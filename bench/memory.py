@@ -25,7 +25,7 @@ RECOVERY_SECTORS = 5_242_880  # 2.5 GiB
 
 def big_recovery_layout(work: Path) -> Path:
     """atv1-openelec with a 2.5 GiB Recovery; OSBoot and Media start right after their predecessor."""
-    from atvdisk.layout import bundled_layouts
+    from atvdisk.layout.schema import bundled_layouts
 
     text = bundled_layouts()["atv1-openelec"].read_text()
     edits = (('size = "819200s"', f'size = "{RECOVERY_SECTORS}s"'), ('start = "888872s"', ""), ('start = "2732072s"', ""))

@@ -34,16 +34,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from atvdisk.hfsplus.errors import (
+from atvdisk.fs.hfsplus.errors import (
     HfsDuplicateNameError,
     HfsNameError,
     HfsSpaceError,
     HfsUnsupportedError,
 )
-from atvdisk.hfsplus.layout import VolumeLayout, VolumeOptions
-from atvdisk.hfsplus.tree import HfsTree
-from atvdisk.hfsplus.writer import write_volume
-from atvdisk.region import Region
+from atvdisk.fs.hfsplus.layout import VolumeLayout, VolumeOptions
+from atvdisk.fs.hfsplus.tree import HfsTree
+from atvdisk.fs.hfsplus.writer import write_volume
+from atvdisk.fs.region import Region
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

@@ -1,4 +1,4 @@
-"""Proof data for the HFS+ name rules (atvdisk/hfsplus/unicode.py), for judges we did not write.
+"""Proof data for the HFS+ name rules (atvdisk/fs/hfsplus/unicode.py), for judges we did not write.
 
 :func:`unicode_proof_volumes` returns two volume descriptions, "UNIPROOF" (case-insensitive
 HFS+) and "UNIPROOFX" (case-sensitive HFSX). Each lists its files and, per mount phase, the
@@ -78,7 +78,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from atvdisk.hfsplus.unicode import (
+from atvdisk.fs.hfsplus.unicode import (
     IGNORABLE_UNITS,
     UCD,
     case_fold_unit,
@@ -454,8 +454,8 @@ def unicode_proof_volumes() -> tuple[ProofVolume, ProofVolume]:
 
 
 def build_tree(volume: ProofVolume):
-    """The volume's files as an :class:`atvdisk.hfsplus.tree.HfsTree` (mtime fixed)."""
-    from atvdisk.hfsplus.tree import BytesSource, HfsTree
+    """The volume's files as an :class:`atvdisk.fs.hfsplus.tree.HfsTree` (mtime fixed)."""
+    from atvdisk.fs.hfsplus.tree import BytesSource, HfsTree
 
     tree = HfsTree()
     for f in volume.files:
@@ -465,9 +465,9 @@ def build_tree(volume: ProofVolume):
 
 def build_image(volume: ProofVolume, path) -> None:
     """Write ``volume`` with our HFS+ writer into a new sparse image file at ``path``."""
-    from atvdisk.hfsplus.layout import VolumeOptions
-    from atvdisk.hfsplus.writer import write_volume
-    from atvdisk.region import Region
+    from atvdisk.fs.hfsplus.layout import VolumeOptions
+    from atvdisk.fs.hfsplus.writer import write_volume
+    from atvdisk.fs.region import Region
 
     options = VolumeOptions(
         volume_name=volume.label,

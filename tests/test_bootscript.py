@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from atvdisk.bootscript import generate, hfs_blkid_uuid
-from atvdisk.layout import NameBy, load_layout, parse_layout
-from atvdisk.resolver import resolve
+from atvdisk.layout.schema import NameBy, load_layout, parse_layout
+from atvdisk.layout.resolver import resolve
 
 SEED_BYTES = 8_451_072 * 512
 

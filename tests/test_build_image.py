@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from atvdisk.bootscript import generate, hfs_blkid_uuid
-from atvdisk.layout import load_layout
-from atvdisk.resolver import resolve
-from atvdisk.sample import write_sample
+from atvdisk.layout.schema import load_layout
+from atvdisk.layout.resolver import resolve
+from atvdisk.inputs.sample import write_sample
 from hfs_cases import Expected, nfc_path
 from hfsplus.judges import diff, listing_pyfshfs, listing_pytsk3
 
@@ -195,7 +195,7 @@ def test_factory_layout_with_journaled_hfs(tmp_path, sample):
     img = tmp_path / "factory.img"
     atvdisk("build", img, "--layout", "atv1-factory", "--size", "8GB", "--restore", sample.restore)
     plan = resolve(load_layout("atv1-factory"), 8 * 10**9, 512)
-    from atvdisk.hfsplus.reader import HfsVolume
+    from atvdisk.fs.hfsplus.reader import HfsVolume
 
     for p, journaled in zip(plan.partitions[1:], (False, True, True), strict=True):
         vol = HfsVolume.open(img, p.offset, p.size_bytes)
@@ -235,7 +235,7 @@ def test_verify_catches_a_changed_byte(tmp_path):
     atvdisk("build", img, "--size", "4G", "--example")
     assert atvdisk("verify", img, "--example").returncode == 0
     osb = plan_of(sectors=4 * 2**30 // 512).partitions[2]
-    from atvdisk.hfsplus.reader import HfsVolume
+    from atvdisk.fs.hfsplus.reader import HfsVolume
 
     vol = HfsVolume.open(img, osb.offset, osb.size_bytes)
     kernel = next(e for e in vol.walk() if e.path == "KERNEL")
@@ -384,7 +384,7 @@ def test_verify_compares_readback_with_hashes_taken_while_writing(tmp_path, samp
     """The build hashes tarball members as it streams them; verify must compare the disk with
     those hashes (a wrong one is a mismatch), not trust them."""
     from atvdisk.build import BuildSettings, ImageAccess, apply, prepare
-    from atvdisk.payload import Inputs, OpenElecRelease
+    from atvdisk.inputs.payload import Inputs, OpenElecRelease
     from atvdisk.progress import Progress
     from atvdisk.verify import verify
 

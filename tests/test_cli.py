@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from atvdisk import __version__
-from atvdisk.cli import main
+from atvdisk.cli.main import main
 from atvdisk.errors import EXIT_USAGE
 
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from test_target_helpers import loop_disks, root_only, sh
 
-from atvdisk.cli import main
+from atvdisk.cli.main import main
 
 pytestmark = root_only
 

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atvdisk.gpt import GptEntry, GptError, GptHeader, Mbr, MbrEntry, read_table
-from atvdisk.layout import load_layout, parse_layout
-from atvdisk.partition import write_partition_table
-from atvdisk.resolver import resolve
-from atvdisk.units import format_parted
+from atvdisk.fs.gpt import GptEntry, GptError, GptHeader, Mbr, MbrEntry, read_table
+from atvdisk.layout.schema import load_layout, parse_layout
+from atvdisk.fs.partition import write_partition_table
+from atvdisk.layout.resolver import resolve
+from atvdisk.layout.units import format_parted
 
 SEED_SECTORS = 8_451_072
 

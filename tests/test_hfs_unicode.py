@@ -1,4 +1,4 @@
-"""atvdisk/hfsplus/unicode.py: TN1150's examples, the derivation rule's invariants, properties,
+"""atvdisk/fs/hfsplus/unicode.py: TN1150's examples, the derivation rule's invariants, properties,
 must-fail names, the proof data's consistency, and pyfshfs (libfshfs) as an independent judge
 on volumes built by our writer. The Linux kernel judges the same volumes in
 tests/kernel/test_hfs_unicode_kernel.py (the complete proof of the case-folding table)."""
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atvdisk.hfsplus import unicode as hu
-from atvdisk.hfsplus.errors import HfsNameError
-from atvdisk.hfsplus.unicode import (
+from atvdisk.fs.hfsplus import unicode as hu
+from atvdisk.fs.hfsplus.errors import HfsNameError
+from atvdisk.fs.hfsplus.unicode import (
     IGNORABLE_UNITS,
     case_fold_unit,
     compare_names_binary,

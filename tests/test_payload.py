@@ -8,9 +8,9 @@ import tarfile
 import pytest
 
 from atvdisk.errors import InputError
-from atvdisk.payload import BOOT_EFI_SIZE, OpenElecRelease, inspect_recovery
-from atvdisk.sample import write_sample
-from atvdisk.tree import FileTree, Inline
+from atvdisk.inputs.payload import BOOT_EFI_SIZE, OpenElecRelease, inspect_recovery
+from atvdisk.inputs.sample import write_sample
+from atvdisk.inputs.tree import FileTree, Inline
 
 
 def release_dir(tmp_path, *, md5=True, kernel=b"K" * 1000, system=b"S" * 5000):

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atvdisk.errors import PlanError
-from atvdisk.layout import TYPE_GUIDS, FsKind, Role, load_layout, parse_layout
-from atvdisk.plan import Plan
-from atvdisk.resolver import fat32_cluster_count, resolve
-from atvdisk.units import format_parted
+from atvdisk.layout.schema import TYPE_GUIDS, FsKind, Role, load_layout, parse_layout
+from atvdisk.layout.plan import Plan
+from atvdisk.layout.resolver import fat32_cluster_count, resolve
+from atvdisk.layout.units import format_parted
 
 SEED_SECTORS = 8_451_072  # the original procedure's CF card: parted prints 4327MB
 STOCK_SECTORS = 78_140_160  # Apple's 40 GB disk

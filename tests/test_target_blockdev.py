@@ -20,8 +20,8 @@ from test_target_helpers import (
 )
 
 from atvdisk.errors import TargetRefused
-from atvdisk.probe import probe_size
-from atvdisk.target import BlockDeviceError, BlockDeviceSession, LoopDevice, TargetBusy
+from atvdisk.target.probe import probe_size
+from atvdisk.target.checks import BlockDeviceError, BlockDeviceSession, LoopDevice, TargetBusy
 
 pytestmark = root_only
 
@@ -197,7 +197,7 @@ def test_loop_device_detaches_on_keyboard_interrupt(loops):
 
 HOLD_LOOP = r"""
 import sys, time
-from atvdisk.target import LoopDevice, Terminated
+from atvdisk.target.checks import LoopDevice, Terminated
 try:
     with LoopDevice(sys.argv[1]) as path:
         print(path, flush=True)

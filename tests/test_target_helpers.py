@@ -188,7 +188,7 @@ def loop_disks(tmp_path: Path) -> Iterator[LoopDisks]:
 CONFIRM_AND_WRITE = r"""
 import os, sys
 from atvdisk.errors import AtvdiskError
-from atvdisk.target import BlockDeviceSession, check_block_target, confirm_destruction
+from atvdisk.target.checks import BlockDeviceSession, check_block_target, confirm_destruction
 
 class Console:
     def out(self, text=""): print(text, file=sys.stderr)

@@ -15,7 +15,7 @@ import pytest
 from test_target_helpers import MIB, python_child
 
 from atvdisk.errors import TargetRefused
-from atvdisk.imagefile import ImageTarget
+from atvdisk.target.imagefile import ImageTarget
 
 
 def _partials(directory: Path) -> list[Path]:
@@ -127,7 +127,7 @@ def test_directory_and_device_refused_even_with_overwrite(tmp_path):
 UNWRITABLE = r"""
 import os, sys
 from atvdisk.errors import TargetRefused
-from atvdisk.imagefile import ImageTarget
+from atvdisk.target.imagefile import ImageTarget
 if os.geteuid() == 0:  # root writes anywhere: become nobody (after the imports: nobody may not read them)
     os.setgroups([])
     os.setresgid(65534, 65534, 65534)
@@ -162,8 +162,8 @@ def test_unwritable_directory_refused():
 # A build that writes slowly until killed. argv: final path.
 SLOW_BUILD = r"""
 import os, sys, time
-from atvdisk.imagefile import ImageTarget
-from atvdisk.interrupt import Terminated
+from atvdisk.target.imagefile import ImageTarget
+from atvdisk.target.interrupt import Terminated
 try:
     with ImageTarget(sys.argv[1], 64 << 20) as image:
         print(image.path, flush=True)

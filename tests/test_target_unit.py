@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from atvdisk import sysblock
+from atvdisk.target import sysblock
 from atvdisk.errors import EXIT_REFUSED, TargetRefused
-from atvdisk.lsblk import BlockDisk, BlockPartition, parse_lsblk, partition_refusal
-from atvdisk.sysblock import (
+from atvdisk.target.lsblk import BlockDisk, BlockPartition, parse_lsblk, partition_refusal
+from atvdisk.target.sysblock import (
     MountEntry,
     SwapEntry,
     leaf_disks,
@@ -20,7 +20,7 @@ from atvdisk.sysblock import (
     parse_swaps,
     system_disk_devnums,
 )
-from atvdisk.target import (
+from atvdisk.target.checks import (
     LoopDevice,
     RefusalKind,
     SystemState,

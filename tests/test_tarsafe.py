@@ -10,9 +10,9 @@ import tarfile
 
 import pytest
 
-from atvdisk import tarsafe
+from atvdisk.inputs import tarsafe
 from atvdisk.errors import InputError
-from atvdisk.tree import ArchiveMember, FileTree, NodeKind
+from atvdisk.inputs.tree import ArchiveMember, FileTree, NodeKind
 
 
 def make_tar(path, members, *, compress=True):

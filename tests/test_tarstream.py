@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from atvdisk import tarstream
-from atvdisk.tarstream import TarStream, TarStreamError
+from atvdisk.inputs import tarstream
+from atvdisk.inputs.tarstream import TarStream, TarStreamError
 
 FORMATS = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT}
 COMPRESSIONS = ["", "gz", "bz2", "xz"]

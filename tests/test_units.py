@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atvdisk.units import (
+from atvdisk.layout.units import (
     Quantity,
     SizeSyntaxError,
     Unit,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyfshfs
 import pytsk3
 
-from atvdisk.hfsplus.reader import HfsVolume
+from atvdisk.fs.hfsplus.reader import HfsVolume
 from hfs_cases import Expected, nfc_path
 
 READ = 16 << 20

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atvdisk.hfsplus.btree import (
+from atvdisk.fs.hfsplus.btree import (
     BTreeSpec,
     build_nodes,
     header_map_bytes,
@@ -18,8 +18,8 @@ from atvdisk.hfsplus.btree import (
     parse_node,
     plan_btree,
 )
-from atvdisk.hfsplus.errors import HfsCorruptError
-from atvdisk.hfsplus.records import (
+from atvdisk.fs.hfsplus.errors import HfsCorruptError
+from atvdisk.fs.hfsplus.records import (
     BTHeaderRec,
     kBTBigKeysMask,
     kBTHeaderNode,

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from hfs_cases import CASES_BY_NAME, expected_listing
 
-from atvdisk.cli import main
+from atvdisk.cli.main import main
 
 from .judges import diff, listing_pyfshfs, listing_pytsk3
 

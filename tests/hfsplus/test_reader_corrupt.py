@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from atvdisk.hfsplus.errors import HfsCorruptError
-from atvdisk.hfsplus.layout import VolumeLayout, VolumeOptions
-from atvdisk.hfsplus.reader import HfsVolume
-from atvdisk.hfsplus.tree import BytesSource, HfsTree
-from atvdisk.hfsplus.writer import write_volume
-from atvdisk.region import Region
+from atvdisk.fs.hfsplus.errors import HfsCorruptError
+from atvdisk.fs.hfsplus.layout import VolumeLayout, VolumeOptions
+from atvdisk.fs.hfsplus.reader import HfsVolume
+from atvdisk.fs.hfsplus.tree import BytesSource, HfsTree
+from atvdisk.fs.hfsplus.writer import write_volume
+from atvdisk.fs.region import Region
 
 MIB = 1 << 20
 SIZE = 3 * MIB
@@ -124,7 +124,7 @@ def test_specific_corruptions(volume, tmp_path: Path) -> None:
     refused({first_leaf + ns - 2: struct.pack(">H", 16)}, "first record offset")
     # a file's extent pointing past the end of the volume
     frag = next(f for f in lay.files if f.path == "frag")
-    from atvdisk.hfsplus.records import HFSPlusCatalogFile, HFSPlusCatalogKey
+    from atvdisk.fs.hfsplus.records import HFSPlusCatalogFile, HFSPlusCatalogKey
 
     for key, data in lay.catalog_records:
         if HFSPlusCatalogKey.unpack(key).nodeName.unicode == "frag".encode("utf-16-be"):

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atvdisk.hfsplus import records as R
-from atvdisk.hfsplus.errors import HfsCorruptError
+from atvdisk.fs.hfsplus import records as R
+from atvdisk.fs.hfsplus.errors import HfsCorruptError
 
 TN1150 = Path(__file__).resolve().parents[3] / "shared" / "reference" / "tn1150-hfs-plus-volume-format.txt"
 

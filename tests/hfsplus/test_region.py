@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from atvdisk.hfsplus.errors import RegionError
-from atvdisk.region import Region, region_reads_as_zero
+from atvdisk.fs.hfsplus.errors import RegionError
+from atvdisk.fs.region import Region, region_reads_as_zero
 
 MIB = 1 << 20
 

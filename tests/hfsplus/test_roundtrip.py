@@ -12,8 +12,8 @@ import pyfshfs
 import pytest
 from hfs_cases import CASES, CASES_BY_NAME, HfsCase, build_case_image, expected_listing, journal_entries
 
-from atvdisk.hfsplus.reader import HfsVolume
-from atvdisk.hfsplus.records import (
+from atvdisk.fs.hfsplus.reader import HfsVolume
+from atvdisk.fs.hfsplus.records import (
     kHFSBinaryCompare,
     kHFSCaseFolding,
     kHFSJMountVersion,
@@ -213,7 +213,7 @@ def test_volume_inside_a_larger_file(tmp_path: Path) -> None:
 def test_single_file_volume(size: int, block_size: int, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from atvdisk.hfsplus.layout import VolumeOptions
+    from atvdisk.fs.hfsplus.layout import VolumeOptions
 
     src = tmp_path / "src"
     src.mkdir()

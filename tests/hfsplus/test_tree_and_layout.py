@@ -9,22 +9,22 @@ from pathlib import Path
 import pytest
 from hfs_cases import FAIL_CASES, FailCase, fill_case_variants, message_matches
 
-from atvdisk.hfsplus.errors import (
+from atvdisk.fs.hfsplus.errors import (
     HfsDuplicateNameError,
     HfsNameError,
     HfsSpaceError,
     HfsTreeError,
     HfsUnsupportedError,
 )
-from atvdisk.hfsplus.layout import (
+from atvdisk.fs.hfsplus.layout import (
     VolumeOptions,
     btree_clump_size,
     default_catalog_node_size,
     default_journal_size,
     plan_volume,
 )
-from atvdisk.hfsplus.records import HFSPlusCatalogFile, HFSPlusCatalogFolder, HFSPlusCatalogKey
-from atvdisk.hfsplus.tree import BytesSource, ExternalSource, HfsTree, Kind, PathSource
+from atvdisk.fs.hfsplus.records import HFSPlusCatalogFile, HFSPlusCatalogFolder, HFSPlusCatalogKey
+from atvdisk.fs.hfsplus.tree import BytesSource, ExternalSource, HfsTree, Kind, PathSource
 
 MIB = 1 << 20
 GIB = 1 << 30

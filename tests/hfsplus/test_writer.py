@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from hfs_cases import CASES_BY_NAME, build_case_image, expected_listing
 
-from atvdisk.hfsplus.errors import HfsWriteError
-from atvdisk.hfsplus.layout import VolumeOptions, plan_volume
-from atvdisk.hfsplus.reader import HfsVolume
-from atvdisk.hfsplus.tree import BytesSource, ExternalSource, HfsTree, PathSource
-from atvdisk.hfsplus.writer import VolumeWriter, write_volume
-from atvdisk.region import Region
+from atvdisk.fs.hfsplus.errors import HfsWriteError
+from atvdisk.fs.hfsplus.layout import VolumeOptions, plan_volume
+from atvdisk.fs.hfsplus.reader import HfsVolume
+from atvdisk.fs.hfsplus.tree import BytesSource, ExternalSource, HfsTree, PathSource
+from atvdisk.fs.hfsplus.writer import VolumeWriter, write_volume
+from atvdisk.fs.region import Region
 
 from .judges import diff, listing_pyfshfs, listing_pytsk3
 

@@ -31,9 +31,9 @@ from pathlib import Path
 import hfs_cases as cases
 import pytest
 
-from atvdisk.hfsplus.tree import HfsTree
-from atvdisk.hfsplus.writer import write_volume
-from atvdisk.region import Region
+from atvdisk.fs.hfsplus.tree import HfsTree
+from atvdisk.fs.hfsplus.writer import write_volume
+from atvdisk.fs.region import Region
 
 from .harness import GuestResult
 from .records import Entry

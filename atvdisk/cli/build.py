@@ -1,0 +1,313 @@
+"""`atvdisk build` and `atvdisk verify`: the command-line side of :mod:`atvdisk.build`."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import click
+
+from atvdisk.target import checks as targets
+from atvdisk.build import BlockAccess, BuildSettings, ImageAccess, Prepared, apply, prepare
+from atvdisk.cli.main import Console, _parse_size_option, layout_option
+from atvdisk.errors import DiskTooSmall, TargetRefused, UsageError, VerifyError
+from atvdisk.layout.schema import Layout, NameBy, load_layout
+from atvdisk.inputs.payload import Inputs, OpenElecRelease, check_input_file
+from atvdisk.target.probe import TargetKind, probe_size
+from atvdisk.progress import Progress
+from atvdisk.layout.resolver import resolve
+from atvdisk.inputs.sample import write_sample
+from atvdisk.layout.units import Quantity, format_iec, format_parted
+from atvdisk.verify import VerifyReport, verify
+
+
+def _epoch() -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None:
+        return int(time.time())
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds", hint="unset it or give an integer") from None
+
+
+def _atv_disk(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value if value.startswith("/dev/") else f"/dev/{value}"
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    openelec: str | None
+    restore: str | None
+    recovery: str | None
+    example: bool
+
+
+def _inputs(opts: InputOptions, layout: Layout, stack: ExitStack) -> Inputs:
+    openelec, restore, recovery = opts.openelec, opts.restore, opts.recovery
+    if opts.example:
+        sample_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="atvdisk-sample-"))
+        sample = write_sample(sample_dir)
+        openelec = openelec or str(sample.openelec)
+        restore = restore or str(sample.restore)
+        recovery = recovery or str(sample.recovery)
+    return Inputs(
+        openelec=OpenElecRelease.open(openelec, check=False) if openelec else None,  # md5: in prepare()
+        restore=check_input_file("--restore", restore),
+        recovery=check_input_file("--recovery", recovery),
+        layout_dir=layout.directory,
+    )
+
+
+def input_options(f):  # noqa: ANN001, ANN201 - a click decorator
+    f = click.option("--example", is_flag=True, help="Use the bundled sample payload (fake KERNEL, SYSTEM and tarballs) for inputs not given.")(f)
+    f = click.option("--recovery", type=click.Path(dir_okay=False), help="atv_recovery.tar.gz: the patchstick files.")(f)
+    f = click.option("--restore", type=click.Path(dir_okay=False), help="atv_restore.tar.gz: Apple's restore files (boot.efi, ...).")(f)
+    f = click.option("--openelec", type=click.Path(), help="OpenELEC: a directory with KERNEL and SYSTEM, or the OpenELEC-ATV.i386-*.tar release.")(f)
+    f = click.option("--name-by", type=click.Choice([n.value for n in NameBy]), default=None, help="How the boot script names partitions [default: the layout's, device].")(f)
+    f = click.option("--atv-disk", metavar="sda|sdb", default=None, help="The disk's name on the ATV [default: the layout's, sda (internal)].")(f)
+    return layout_option(f)
+
+
+@click.command("build")
+@click.argument("target", metavar="TARGET")
+@input_options
+@click.option("--size", callback=_parse_size_option, metavar="SIZE", help="Create an image file of this size (4G, 4GB, 8451072s).")
+@click.option("--loop", is_flag=True, help="Build an image through a loop device, as for a real disk (root).")
+@click.option("--dry-run", is_flag=True, help="Check everything and print the plan; write nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask before erasing a disk (for scripts).")
+@click.option("--unmount", is_flag=True, help="Unmount the disk's partitions and turn off its swap first.")
+@click.option("--force", is_flag=True, help="Replace an existing image file.")
+@click.option("--no-verify", is_flag=True, help="Skip reading everything back at the end.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+@click.pass_obj
+def build_cmd(console: Console, target: str, layout_name: str, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, size: Quantity | None, loop: bool, dry_run: bool, yes: bool, unmount: bool, force: bool, no_verify: bool, as_json: bool) -> None:  # noqa: ANN001
+    """Build the ATV disk on TARGET: a disk (/dev/sdX, /dev/mmcblkN, /dev/nvmeXnY, /dev/loopN)
+    or an image file (created with --size).
+
+    \b
+    Examples:
+      atvdisk build demo.img --size 4G --example
+      atvdisk build /dev/sdf --openelec OpenELEC-ATV.i386-3.2.4.tar \\
+          --restore atv_restore.tar.gz --recovery atv_recovery.tar.gz
+      atvdisk build /dev/sdf ... --dry-run
+    """
+    layout = load_layout(layout_name)
+    settings_base = dict(layout=layout, epoch=_epoch(), seed=None if layout.disk.seed else BuildSettings.new_seed(), name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
+    progress = Progress(quiet=console.verbosity < 0 or as_json)
+    # The target's kind and size first (cheap, and refuses an existing image without --force),
+    # then the inputs (md5 sums and every tarball member are read).
+    kind, disk_bytes, sector = _target_geometry(target, size, loop, force)
+    with ExitStack() as stack:
+        inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack)
+        settings = BuildSettings(inputs=inputs, **settings_base)
+        if dry_run:
+            prepared = prepare(settings, disk_bytes, sector)
+            _print_dry_run(console, prepared, target, kind, as_json)
+            return
+        if kind is TargetKind.BLOCK:
+            result = _build_block(console, settings, target, disk_bytes, sector, yes=yes, unmount=unmount, verify_after=not no_verify, progress=progress)
+        else:
+            result = _build_image(console, settings, target, disk_bytes, loop=loop, force=force, verify_after=not no_verify, progress=progress)
+    _print_result(console, result, as_json)
+
+
+def _target_geometry(target: str, size: Quantity | None, loop: bool, force: bool) -> tuple[TargetKind, int, int]:
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except PermissionError:
+        raise TargetRefused(f"{target}: permission denied", hint="check the directory's permissions, or run as a user who may write there") from None
+    if st is not None and stat.S_ISBLK(st.st_mode):
+        if size is not None:
+            raise click.UsageError(f"{target} is a disk: --size only applies to image files")
+        if loop:
+            raise click.UsageError("--loop builds an image file through a loop device; the target is already a disk")
+        info = probe_size(target)
+        return TargetKind.BLOCK, info.size_bytes, info.sector_size
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise TargetRefused(f"{target} is neither a disk nor a regular file", hint="give a disk such as /dev/sdX or an image file name")
+    if size is None:
+        if st is None:
+            raise click.UsageError(f"{target} does not exist: give --size to create an image file, or a disk such as /dev/sdX")
+        if not force:
+            raise TargetRefused(f"{target} already exists", hint="give --force to replace it (with --size for a new size)")
+        return TargetKind.IMAGE, st.st_size, 512
+    if st is not None and not force:
+        raise TargetRefused(f"{target} already exists", hint="give --force to replace it, or another name")
+    return TargetKind.IMAGE, size.to_bytes(512), 512
+
+
+@dataclass
+class BuildResult:
+    target: str
+    prepared: Prepared
+    progress: Progress
+    report: VerifyReport | None
+    seconds: float
+
+
+def _build_image(console: Console, settings: BuildSettings, target: str, disk_bytes: int, *, loop: bool, force: bool, verify_after: bool, progress: Progress) -> BuildResult:
+    prepared = prepare(settings, disk_bytes, 512)
+    _show_warnings(console, prepared)
+    start = time.monotonic()
+    steps = _count_steps(prepared, known_zero=not loop, verify_after=verify_after)
+    progress.total_steps = steps
+    with tempfile.TemporaryDirectory(prefix="atvdisk-work-") as workdir:
+        with targets.ImageTarget(target, disk_bytes, overwrite=force) as image:
+            for w in image.warnings:
+                console.warn(w)
+            if loop:
+                with targets.LoopDevice(image.path) as device, targets.BlockDeviceSession(device) as session:
+                    apply(prepared, BlockAccess(session), progress, workdir=workdir)
+                    report = _verify_step(prepared, device, progress, workdir) if verify_after else None
+            else:
+                apply(prepared, ImageAccess(image.path, known_zero=True), progress, workdir=workdir)
+                report = _verify_step(prepared, image.path, progress, workdir) if verify_after else None
+            # Leaving the block without an exception renames the image into place.
+    return BuildResult(target, prepared, progress, report, time.monotonic() - start)
+
+
+def _build_block(console: Console, settings: BuildSettings, target: str, disk_bytes: int, sector: int, *, yes: bool, unmount: bool, verify_after: bool, progress: Progress) -> BuildResult:
+    layout = settings.effective_layout()
+    try:
+        resolve(layout, disk_bytes, sector, seed=settings.seed)
+        need = disk_bytes
+    except DiskTooSmall as e:
+        need = e.need_bytes
+    warn_above = layout.disk.warn_above
+    # The cheap safety checks first (a partition, the system disk, mounted, too small), then the
+    # inputs, then the confirmation: nothing is written (or unmounted) before all of them pass.
+    warn_bytes = warn_above.to_bytes(layout.disk.sector_size) if warn_above else None
+    pending_unmount = None
+    try:
+        report_disk = targets.check_block_target(target, need_bytes=need, warn_above=warn_bytes, unmount=False)
+    except targets.UnsafeTarget as e:
+        if not (unmount and e.kinds <= targets.UNMOUNTABLE):
+            raise
+        # --unmount: say what will be unmounted, and do it only once the user has confirmed.
+        pending_unmount = e
+        disk = targets.describe(target)
+        report_disk = targets.TargetReport(disk.path, target, disk, warnings=tuple(f"--unmount: {r.message}; it will be unmounted after you confirm" for r in e.refusals))
+    prepared = prepare(settings, disk_bytes, sector)
+    _show_warnings(console, prepared)
+    targets.confirm_destruction(report_disk, yes=yes, console=console)
+    if pending_unmount is not None:
+        report_disk = targets.check_block_target(target, need_bytes=need, warn_above=warn_bytes, unmount=True)
+        for action in report_disk.actions:
+            console.info(f"done: {action}")
+    start = time.monotonic()
+    progress.total_steps = _count_steps(prepared, known_zero=False, verify_after=verify_after)
+    with tempfile.TemporaryDirectory(prefix="atvdisk-work-") as workdir, targets.BlockDeviceSession(target) as session:
+        apply(prepared, BlockAccess(session), progress, workdir=workdir)
+        report = _verify_step(prepared, target, progress, workdir) if verify_after else None
+    return BuildResult(target, prepared, progress, report, time.monotonic() - start)
+
+
+def _count_steps(prepared: Prepared, *, known_zero: bool, verify_after: bool) -> int:
+    fs_steps = sum(1 for p in prepared.plan.partitions if p.fs.kind.value != "none")
+    return fs_steps + 1 + (0 if known_zero else 1) + (1 if verify_after else 0)
+
+
+def _verify_step(prepared: Prepared, device: str, progress: Progress, workdir: str) -> VerifyReport:
+    with progress.step("verify: read everything back and compare with the plan and the sources"):
+        report = verify(device, prepared.plan, prepared.contents, workdir=workdir, known_hashes=prepared.hashes)
+    if report.mismatches:
+        raise VerifyError(report.mismatches, hint="the target does not hold what was planned; see the list above")
+    return report
+
+
+def _show_warnings(console: Console, prepared: Prepared) -> None:
+    for w in prepared.warnings:
+        console.warn(w)
+    if prepared.boot_report and prepared.boot_report.kernel_flags is not None:
+        console.info(f"Recovery's com.apple.Boot.plist Kernel Flags: {prepared.boot_report.kernel_flags!r}")
+
+
+def _print_dry_run(console: Console, prepared: Prepared, target: str, kind: TargetKind, as_json: bool) -> None:
+    if as_json:
+        console.out(json.dumps(_summary(prepared, target, None, None, dry_run=True), indent=2, ensure_ascii=False))
+        return
+    console.out(prepared.plan.render())
+    if prepared.bootscript is not None:
+        console.out("\nBoot script (" + (prepared.boot_report and "Kernel Flags " + repr(prepared.boot_report.kernel_flags) or "no boot plist") + "):")
+        console.out("  " + prepared.bootscript.text.rstrip().replace("\n", "\n  "))
+    for number, pc in sorted(prepared.contents.items()):
+        files = sum(1 for _ in pc.tree.files())
+        console.out(f"Partition {number} {pc.partition.name}: {files} files, {format_iec(pc.tree.data_bytes)} of data")
+    for w in prepared.warnings:
+        console.warn(w)
+    console.out(f"\nDry run: nothing was written to {target} ({kind}).")
+
+
+def _summary(prepared: Prepared, target: str, result: BuildResult | None, report: VerifyReport | None, *, dry_run: bool) -> dict:
+    return {
+        "format": "atvdisk-build/1",
+        "target": target,
+        "dry_run": dry_run,
+        "plan": prepared.plan.to_dict(),
+        "boot_script": prepared.bootscript.text if prepared.bootscript else None,
+        "kernel_command_line": prepared.bootscript.command_line if prepared.bootscript else None,
+        "kernel_flags": prepared.boot_report.kernel_flags if prepared.boot_report else None,
+        "warnings": prepared.warnings,
+        "steps": [{"step": r.description, "seconds": round(r.seconds, 3), "ok": r.ok} for r in result.progress.records] if result else [],
+        "seconds": round(result.seconds, 3) if result else None,
+        "verified": None if report is None else {"checked": report.checked, "mismatches": report.mismatches},
+    }
+
+
+def _print_result(console: Console, result: BuildResult, as_json: bool) -> None:
+    if as_json:
+        console.out(json.dumps(_summary(result.prepared, result.target, result, result.report, dry_run=False), indent=2, ensure_ascii=False))
+        return
+    plan = result.prepared.plan
+    verified = f", verified ({len(result.report.checked)} checks)" if result.report else ", not verified (--no-verify)"
+    console.info(f"Built {result.target}: {len(plan.partitions)} partitions on {format_parted(plan.disk_bytes)} in {result.seconds:.1f} s{verified}.")
+
+
+@click.command("verify")
+@click.argument("target", metavar="TARGET")
+@input_options
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.pass_obj
+def verify_cmd(console: Console, target: str, layout_name: str, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, as_json: bool) -> None:  # noqa: ANN001
+    """Read TARGET (a disk or image) back and check it against the layout and the inputs.
+
+    Give the same layout and options the build had. Inputs that are not given are not checked
+    (the files they provide are reported as unchecked); generated files (boot script,
+    keyword, media seeds) always are.
+
+    \b
+    Example:
+      atvdisk verify demo.img --example
+    """
+    layout = load_layout(layout_name)
+    info = probe_size(target)
+    with ExitStack() as stack:
+        inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack)
+        settings = BuildSettings(layout=layout, inputs=inputs, epoch=_epoch(), name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
+        unchecked: list[str] = []
+        prepared = prepare(settings, info.size_bytes, info.sector_size, skipped=unchecked)
+        complete = {n: pc.complete for n, pc in prepared.contents.items()}
+        with tempfile.TemporaryDirectory(prefix="atvdisk-verify-") as workdir:
+            report = verify(target, prepared.plan, prepared.contents, complete=complete, workdir=workdir)
+        report.unchecked.extend(unchecked)
+    if as_json:
+        console.out(json.dumps({"format": "atvdisk-verify/1", "target": target, "checked": report.checked, "mismatches": report.mismatches, "unchecked": report.unchecked}, indent=2, ensure_ascii=False))
+    else:
+        for line in report.checked:
+            console.info(f"ok: {line}")
+        for line in report.unchecked:
+            console.info(f"not checked: {line}")
+    if report.mismatches:
+        raise VerifyError(report.mismatches)
+    if not as_json:
+        console.info(f"{target}: verified, {len(report.checked)} checks passed.")

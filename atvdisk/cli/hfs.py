@@ -1,0 +1,257 @@
+"""``atvdisk mkhfs`` and ``atvdisk lshfs``: make and list HFS+ volumes without hfsprogs.
+
+``lshfs --json`` prints one object with stable keys (format ``atvdisk-lshfs/1``)::
+
+    {"format": "atvdisk-lshfs/1",
+     "volume": {"signature": "H+"|"HX", "version": 4|5, "name": str, "block_size": int,
+                "total_blocks": int, "free_blocks": int, "file_count": int,
+                "folder_count": int, "journaled": bool, "clean": bool,
+                "case_sensitive": bool, "volume_id": "16 hex digits"},
+     "entries": [{"path": str (NFC), "path_stored": str (as stored, decomposed),
+                  "type": "dir"|"file"|"symlink"|"special", "mode": "0755" (permission bits,
+                  octal), "uid": int, "gid": int, "size": int (data fork bytes; 0 for dirs),
+                  "sha256": str|null (files only), "target": str|null (symlinks only),
+                  "cnid": int, "mtime": int (Unix seconds)}, ...]}
+
+Entries come parents first, in catalog order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+
+import click
+
+from atvdisk.errors import TargetRefused
+from atvdisk.fs.hfsplus.layout import VolumeOptions, plan_volume
+from atvdisk.fs.hfsplus.reader import HfsVolume
+from atvdisk.fs.hfsplus.tree import HfsTree
+from atvdisk.fs.hfsplus.writer import VolumeWriter
+from atvdisk.fs.region import Region
+from atvdisk.layout.units import SizeSyntaxError, format_iec, parse_bytes
+
+
+def _bytes_option(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_bytes(value)
+    except SizeSyntaxError as e:
+        raise click.BadParameter(str(e), param_hint=name) from e
+
+
+def _owner(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        uid, gid = (int(x) for x in value.split(":"))
+        if not (0 <= uid <= 0xFFFFFFFF and 0 <= gid <= 0xFFFFFFFF):
+            raise ValueError
+    except ValueError as e:
+        raise click.BadParameter(f"expected UID:GID (numbers), got {value!r}", param_hint="--owner") from e
+    return uid, gid
+
+
+def _mounted(path: str) -> bool:
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            return any(os.path.realpath(line.split()[0]) == real for line in f if line.strip())
+    except OSError:
+        return False
+
+
+def _target_size(path: str) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def _reproducible(volume_name: str) -> tuple[int | None, int | None]:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if not epoch:
+        return None, None
+    try:
+        t = int(epoch)
+    except ValueError as e:
+        raise click.BadParameter(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from e
+    vid = int.from_bytes(hashlib.sha256(f"atvdisk-hfs:{t}:{volume_name}".encode()).digest()[:8], "big")
+    return t, vid
+
+
+@click.command("mkhfs")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--size", "size_text", metavar="SIZE",
+              help="Volume size (512M, 2GiB, 4GB...). Needed for a new IMAGE; for an existing "
+                   "file or device it defaults to everything after --offset.")  # fmt: skip
+@click.option("--from", "from_dir", type=click.Path(exists=True, file_okay=False),
+              help="Copy this directory's tree onto the volume (default: an empty volume).")  # fmt: skip
+@click.option("--volume-name", default="untitled", show_default=True, help="Volume name (label).")
+@click.option("--journal", is_flag=True, help="Journaled volume (Linux mounts it read-only).")
+@click.option("--case-sensitive", is_flag=True, help="Case-sensitive HFSX instead of HFS+.")
+@click.option("--offset", "offset_text", default="0", metavar="BYTES", show_default=True,
+              help="Where the volume starts in IMAGE.")  # fmt: skip
+@click.option("--block-size", type=int, default=4096, show_default=True, help="Allocation block size.")
+@click.option("--owner", metavar="UID:GID", help="Owner and group of every entry (default: as in --from).")
+@click.pass_obj
+def mkhfs(
+    console,
+    image: str,
+    size_text: str | None,
+    from_dir: str | None,
+    volume_name: str,
+    journal: bool,
+    case_sensitive: bool,
+    offset_text: str,
+    block_size: int,
+    owner: str | None,
+) -> None:
+    """Make an HFS+ (or HFSX) volume holding DIR's tree, without mounting anything.
+
+    IMAGE is created as a sparse file, or, if it exists (an image file or a block device),
+    written in place from --offset. Regular files, directories and symlinks are copied with
+    their modes, owners and times; hard links become independent copies; device nodes, FIFOs
+    and sockets are refused. With SOURCE_DATE_EPOCH set, the creation date and volume UUID
+    derive from it, so the same tree gives the same bytes.
+
+    \b
+    Examples:
+      atvdisk mkhfs boot.hfs --size 32M --from ./boot --volume-name BOOT
+      atvdisk mkhfs disk.img --offset 20480 --size 64M --from ./tree --journal
+    """
+    offset = _bytes_option(offset_text, "--offset") or 0
+    size = _bytes_option(size_text, "--size")
+    uid_gid = _owner(owner)
+    exists = os.path.exists(image)
+    if not exists and size is None:
+        raise click.UsageError("a new IMAGE needs --size")
+    if exists:
+        st = os.stat(image)
+        if stat.S_ISBLK(st.st_mode) and _mounted(image):
+            raise TargetRefused(f"{image} is mounted", hint="unmount it first")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            raise click.UsageError(f"{image} is neither a regular file nor a block device")
+
+    tree = HfsTree()
+    if from_dir is not None:
+        tree.add_host_dir(from_dir, owner=uid_gid)
+    elif uid_gid is not None:
+        tree.add_dir("/", uid=uid_gid[0], gid=uid_gid[1])
+    ct, vid = _reproducible(volume_name)
+    options = VolumeOptions(
+        volume_name=volume_name,
+        case_sensitive=case_sensitive,
+        journaled=journal,
+        block_size=block_size,
+        create_time=ct,
+        volume_id=vid,
+    )
+    if size is None:  # an existing file or device: everything after --offset
+        size = _target_size(image) - offset
+        if size <= 0:
+            raise click.UsageError(f"--offset {offset} is at or past the end of {image}")
+    layout = plan_volume(tree, options, size)  # refuses before anything is touched
+    if exists:
+        region = Region.open(image, offset, size)
+    else:
+        region = Region.open(image, offset, size, create=True)
+    try:
+        writer = VolumeWriter(layout, region)
+        writer.write()
+        writer.finish()
+    except BaseException:
+        region.close()
+        if not exists:
+            os.unlink(image)
+        raise
+    region.close()
+    kind = "HFSX (case-sensitive)" if case_sensitive else "HFS+"
+    console.info(
+        f"{image}: {kind} volume {volume_name!r}, {format_iec(layout.region_size)}"
+        f"{', journaled' if journal else ''}; {layout.counts['files']} files, "
+        f"{layout.counts['folders']} folders, {format_iec(layout.used_bytes)} used"
+    )
+
+
+def _type_char(kind: str) -> str:
+    return {"dir": "d", "file": "-", "symlink": "l"}.get(kind, "?")
+
+
+@click.command("lshfs")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.option("--offset", "offset_text", default="0", metavar="BYTES", show_default=True,
+              help="Where the volume starts in IMAGE.")  # fmt: skip
+@click.option("--size", "size_text", metavar="SIZE", help="Volume size (default: the rest of IMAGE).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (format atvdisk-lshfs/1).")
+@click.pass_obj
+def lshfs(console, image: str, offset_text: str, size_text: str | None, as_json: bool) -> None:
+    """List an HFS+ volume: type, mode, owner, size, sha256 and path of every entry.
+
+    \b
+    Example:
+      atvdisk lshfs boot.hfs
+      atvdisk lshfs disk.img --offset 20480 --json
+    """
+    offset = _bytes_option(offset_text, "--offset") or 0
+    size = _bytes_option(size_text, "--size")
+    with HfsVolume.open(image, offset, size) as vol:
+        rows = []
+        for e in vol.walk():
+            rows.append((e, vol.sha256(e) if e.kind == "file" else None))
+        vh = vol.header
+        if as_json:
+            doc = {
+                "format": "atvdisk-lshfs/1",
+                "volume": {
+                    "signature": vol.signature,
+                    "version": vol.version,
+                    "name": vol.volume_name,
+                    "block_size": vol.block_size,
+                    "total_blocks": vol.total_blocks,
+                    "free_blocks": vh.freeBlocks,
+                    "file_count": vh.fileCount,
+                    "folder_count": vh.folderCount,
+                    "journaled": vol.journaled,
+                    "clean": vol.clean,
+                    "case_sensitive": vol.case_sensitive,
+                    "volume_id": f"{vol.volume_id:016X}",
+                },
+                "entries": [
+                    {
+                        "path": e.path_nfc,
+                        "path_stored": e.path,
+                        "type": e.kind,
+                        "mode": f"{e.mode & 0o7777:04o}",
+                        "uid": e.uid,
+                        "gid": e.gid,
+                        "size": e.size,
+                        "sha256": digest,
+                        "target": e.link_target,
+                        "cnid": e.cnid,
+                        "mtime": e.mtime,
+                    }
+                    for e, digest in rows
+                ],
+            }
+            console.out(json.dumps(doc, indent=2, ensure_ascii=False))
+            return
+        flags = [vol.signature, "journaled" if vol.journaled else "not journaled",
+                 "clean" if vol.clean else "NOT CLEAN",
+                 "case-sensitive" if vol.case_sensitive else "case-insensitive"]  # fmt: skip
+        console.info(
+            f"volume {vol.volume_name!r}: {', '.join(flags)}; {vol.total_blocks} blocks of "
+            f"{vol.block_size} bytes, {vh.freeBlocks} free"
+        )
+        journal = vol.journal_state()
+        if journal is not None and not journal["empty"]:
+            console.warn("the journal holds transactions that were not replayed: this listing may be stale")
+        for e, digest in rows:
+            mode = stat.filemode(e.mode)
+            owner = f"{e.uid}:{e.gid}"
+            path = e.path_nfc + (f" -> {e.link_target}" if e.link_target is not None else "")
+            console.out(f"{_type_char(e.kind)} {mode} {owner:>11} {e.size:>12} {digest or '-':64} {path}")

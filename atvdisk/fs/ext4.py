@@ -1,0 +1,64 @@
+"""ext4 with e2fsprogs: ``mke2fs -d`` at the partition's byte offset, then ``debugfs`` to give
+every inode the owner and times the tree says (so that a build without root still produces
+root-owned files, and images are reproducible: ``mke2fs -d`` copies ctime from the staging copy).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from atvdisk.errors import BuildError
+from atvdisk.layout.plan import PlannedPartition
+from atvdisk.run import run
+from atvdisk.inputs.staging import materialise
+from atvdisk.inputs.tree import FileTree
+
+
+def debugfs_quote(path: str) -> str:
+    if "\n" in path or "\r" in path:
+        raise BuildError(f"cannot set the owner of /{path} on ext4: its name contains a line break", hint="rename the file")
+    return '"' + path.replace('"', '""') + '"'
+
+
+def make_ext4(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str, epoch: int, hashes: dict[str, str] | None = None, prezeroed: bool) -> None:
+    """Create the ext4 filesystem of partition ``p`` inside ``device`` (image or disk) holding ``tree``.
+
+    ``prezeroed``: the region is known to read as zeros (a new sparse image), so mke2fs need not
+    zero the journal and inode tables (keeps images sparse and fast).
+    """
+    fs = p.fs
+    extended = [f"offset={p.offset}", "nodiscard", "root_owner=0:0"]
+    if fs.hash_seed:
+        extended.append(f"hash_seed={fs.hash_seed}")
+    if prezeroed:
+        extended.append("assume_storage_prezeroed=1")
+    command = ["mke2fs", "-q", "-F", "-t", "ext4", "-b", str(fs.block_size), "-E", ",".join(extended)]
+    if fs.label:
+        command += ["-L", fs.label]
+    if fs.uuid:
+        command += ["-U", fs.uuid]
+    if not fs.journal:
+        command += ["-O", "^has_journal"]
+    if fs.reserved_percent is not None:
+        command += ["-m", str(fs.reserved_percent)]
+    with tempfile.TemporaryDirectory(prefix="atvdisk-ext4-", dir=workdir) as tmp:
+        staging = materialise(tree, tmp, hashes)
+        command += ["-d", str(staging), device, f"{p.size_bytes // 1024}k"]
+        run(command, env={"E2FSPROGS_FAKE_TIME": str(epoch)}, hint="see the message above; the partition may be too small for its contents")
+        commands = []
+        for path, node in tree:
+            q = debugfs_quote("/" + path)
+            commands += [
+                f"sif {q} uid {node.uid}",
+                f"sif {q} gid {node.gid}",
+                f"sif {q} ctime @{node.mtime}",
+                f"sif {q} atime @{node.mtime}",
+                f"sif {q} crtime @{epoch}",
+            ]
+        script = Path(tmp) / "owners.debugfs"
+        script.write_text("\n".join(commands) + "\n")
+        result = run(["debugfs", "-w", "-f", str(script), f"{device}?offset={p.offset}"])
+        errors = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("debugfs ")]
+        if errors:
+            raise BuildError(f"debugfs could not set owners and times on {p.name}: {errors[0]}", hint="run with --debug for the full output")

@@ -1,0 +1,65 @@
+"""FAT32 with dosfstools and mtools: ``mkfs.fat --offset`` builds the filesystem at the
+partition's sector, ``mmd``/``mcopy -i IMAGE@@OFFSET`` fill it; nothing is mounted.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from atvdisk.errors import BuildError
+from atvdisk.layout.plan import PlannedPartition
+from atvdisk.run import run
+from atvdisk.inputs.staging import materialise
+from atvdisk.inputs.tree import FileTree, NodeKind
+
+FAT_SECTOR = 512  # mkfs.fat's logical sector, and the unit of its --offset
+
+
+def make_fat32(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str, epoch: int, hashes: dict[str, str] | None = None) -> None:
+    fs = p.fs
+    assert fs.cluster_size is not None
+    if p.offset % FAT_SECTOR or p.size_bytes % 1024:
+        raise BuildError(f"partition {p.name} is not on 512-byte and 1 KiB boundaries for mkfs.fat", hint="align the partition")
+    command = [
+        "mkfs.fat",
+        "-F",
+        "32",
+        "-S",
+        str(FAT_SECTOR),
+        "-s",
+        str(fs.cluster_size // FAT_SECTOR),
+        "-h",
+        str(p.start),  # hidden sectors: where the partition starts (the BPB records it)
+        # A fixed geometry of 64 heads x 32 sectors: with a device's 63-sector tracks mkfs.fat
+        # rounds the filesystem down to whole tracks and leaves the partition's last sectors out.
+        "-g",
+        "64/32",
+        f"--offset={p.offset // FAT_SECTOR}",
+        # --invariant first: it would otherwise overwrite the volume id given with -i.
+        "--invariant",
+        # The target is a whole disk that may still have partition nodes from its old table;
+        # atvdisk has done its own safety checks and writes inside the new partition's range.
+        "-I",
+    ]
+    if fs.uuid:
+        command += ["-i", fs.uuid.replace("-", "")]
+    if fs.label:
+        command += ["-n", fs.label]
+    command += [device, str(p.size_bytes // 1024)]
+    run(command)
+    entries = [(path, node) for path, node in tree if path]
+    if not entries:
+        return
+    for path, node in entries:
+        if node.kind is NodeKind.SYMLINK:
+            raise BuildError(f"FAT cannot hold the symlink /{path} on {p.name}", hint="put a copy of the file there instead")
+    image = f"{device}@@{p.offset}"
+    env = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0", "SOURCE_DATE_EPOCH": str(epoch)}
+    with tempfile.TemporaryDirectory(prefix="atvdisk-fat-", dir=workdir) as tmp:
+        staging = materialise(tree, tmp, hashes)
+        dirs = [f"::/{path}" for path, node in entries if node.kind is NodeKind.DIR]
+        if dirs:
+            run(["mmd", "-i", image, *dirs], env=env)
+        for path, node in entries:
+            if node.kind is NodeKind.FILE:
+                run(["mcopy", "-i", image, "-p", "-m", "-o", str(staging / path), f"::/{path}"], env=env)

@@ -1,0 +1,193 @@
+"""The user's inputs: the OpenELEC release, the Apple restore files, the patchstick files.
+
+Everything here is checked before the target is touched: missing files are named, md5 files are
+verified, ``boot.efi`` is looked at, and the recovery's ``com.apple.Boot.plist`` is read to report
+its ``Kernel Flags`` and warn when its ``atv-boot=`` mode will not run the generated script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import plistlib
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from atvdisk.errors import InputError
+from atvdisk.inputs.tree import FileTree, HostFile, NodeKind, OpenElecMember, Source
+
+BOOT_EFI_SIZE = 298_800  # Apple's boot.efi for the ATV1 (atv1-facts.md)
+OPENELEC_FILES = ("KERNEL", "SYSTEM")
+OPENELEC_OPTIONAL = ("KERNEL.md5", "SYSTEM.md5")
+
+# atv-bootloader's boot modes and the script each runs (atv1-facts.md, boot chain).
+BOOT_MODE_SCRIPTS = {"patchstick": "patchstick.sh", "manual": "boot_linux.sh"}
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    source: Source
+    size: int
+
+
+@dataclass
+class OpenElecRelease:
+    """KERNEL, SYSTEM and their md5 files, from a directory or a release tarball."""
+
+    path: str
+    files: dict[str, ReleaseFile] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: str, *, check: bool = True) -> OpenElecRelease:
+        """Find KERNEL, SYSTEM and their md5 files; with ``check``, verify the md5 sums now
+        (the build runs :meth:`check_md5` itself, alongside its other checks)."""
+        p = Path(path)
+        if p.is_dir():
+            release = cls(path)
+            for name in OPENELEC_FILES + OPENELEC_OPTIONAL:
+                f = p / name
+                if f.is_file():
+                    release.files[name] = ReleaseFile(HostFile(str(f)), f.stat().st_size)
+        elif p.is_file():
+            release = cls._from_tarball(path)
+        else:
+            raise InputError(f"--openelec {path}: no such file or directory", hint="give the directory holding KERNEL and SYSTEM, or the OpenELEC-ATV.i386-*.tar release")
+        missing = [n for n in OPENELEC_FILES if n not in release.files]
+        if missing:
+            raise InputError(
+                f"--openelec {path}: missing {' and '.join(missing)}",
+                hint="an OpenELEC ATV release has KERNEL and SYSTEM (in target/ of the release tarball)",
+            )
+        if check:
+            release.check_md5()
+        return release
+
+    @classmethod
+    def _from_tarball(cls, path: str) -> OpenElecRelease:
+        release = cls(path)
+        try:
+            with tarfile.open(path, mode="r:*") as tar:
+                for m in tar:
+                    if not m.isreg():
+                        continue
+                    parts = m.name.strip("/").split("/")
+                    if len(parts) >= 2 and parts[-2] == "target" and parts[-1] in OPENELEC_FILES + OPENELEC_OPTIONAL:
+                        release.files[parts[-1]] = ReleaseFile(OpenElecMember(path, m.name), m.size)
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise InputError(f"--openelec {path}: not a readable OpenELEC release tarball ({e})", hint="download the release again") from None
+        return release
+
+    def read(self, name: str) -> bytes:
+        return b"".join(self.chunks(name))
+
+    def chunks(self, name: str):
+        f = self.files[name]
+        if isinstance(f.source, HostFile):
+            with open(f.source.path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    yield chunk
+        else:
+            assert isinstance(f.source, OpenElecMember)
+            with tarfile.open(self.path, mode="r:*") as tar:
+                member = tar.extractfile(f.source.member)
+                assert member is not None
+                while chunk := member.read(1 << 20):
+                    yield chunk
+
+    def check_md5(self) -> None:
+        for name in OPENELEC_FILES:
+            md5name = f"{name}.md5"
+            if md5name not in self.files:
+                continue
+            text = self.read(md5name).decode("ascii", errors="replace")
+            m = re.match(r"\s*([0-9a-fA-F]{32})\b", text)
+            if not m:
+                raise InputError(f"--openelec {self.path}: {md5name} does not hold an md5 sum", hint="download the release again")
+            digest = hashlib.md5()
+            for chunk in self.chunks(name):
+                digest.update(chunk)
+            if digest.hexdigest() != m.group(1).lower():
+                raise InputError(
+                    f"--openelec {self.path}: {name} does not match {md5name} (md5 {digest.hexdigest()}, expected {m.group(1).lower()})",
+                    hint="the file is damaged or from another release: download the release again",
+                )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Values for the layout's placeholders."""
+
+    openelec: OpenElecRelease | None = None
+    restore: str | None = None
+    recovery: str | None = None
+    layout_dir: str | None = None
+
+    def path_for(self, placeholder: str) -> str | None:
+        return {"restore": self.restore, "recovery": self.recovery, "layout_dir": self.layout_dir, "openelec": self.openelec.path if self.openelec else None}[placeholder]
+
+
+OPTION_FOR = {"openelec": "--openelec", "restore": "--restore", "recovery": "--recovery"}
+
+
+def check_input_file(option: str, path: str | None) -> str | None:
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise InputError(f"{option} {path}: no such file", hint="check the path")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{option} {path}: not readable", hint="check its permissions")
+    return path
+
+
+@dataclass(frozen=True)
+class BootReport:
+    """What the Recovery partition's files say about how the ATV will boot."""
+
+    kernel_flags: str | None
+    boot_mode: str | None
+    warnings: tuple[str, ...]
+
+
+def inspect_recovery(tree: FileTree, script_path: str | None, read_bytes) -> BootReport:
+    """Check boot.efi and com.apple.Boot.plist in the final Recovery tree.
+
+    ``read_bytes(node)`` returns the bytes of a (small) file node.
+    """
+    warnings: list[str] = []
+    efi = [p for p, n in tree.files() if p.split("/")[-1] == "boot.efi"]
+    if not efi:
+        warnings.append("no boot.efi in the Recovery files: the ATV firmware will not boot from this disk (it comes in atv_restore.tar.gz)")
+    for p in efi:
+        size = tree.nodes[p].size
+        if size != BOOT_EFI_SIZE:
+            warnings.append(f"/{p} is {size} bytes, not the {BOOT_EFI_SIZE} bytes of Apple's ATV boot.efi")
+    plist_node = tree.nodes.get("com.apple.Boot.plist")
+    if plist_node is None or plist_node.kind is not NodeKind.FILE:
+        warnings.append("no com.apple.Boot.plist at the root of Recovery: the boot loader gets no Kernel Flags")
+        return BootReport(None, None, tuple(warnings))
+    try:
+        data = plistlib.loads(read_bytes(plist_node))
+    except Exception as e:  # plistlib raises several types on bad input
+        warnings.append(f"com.apple.Boot.plist cannot be read ({e})")
+        return BootReport(None, None, tuple(warnings))
+    flags = data.get("Kernel Flags") if isinstance(data, dict) else None
+    if not isinstance(flags, str):
+        warnings.append("com.apple.Boot.plist has no Kernel Flags string")
+        return BootReport(None, None, tuple(warnings))
+    if len(flags.encode()) > 1024:
+        warnings.append(f"Kernel Flags is {len(flags.encode())} bytes; the ATV boot loader takes at most 1024")
+    m = re.search(r"(?:^|\s)atv-boot=(\S+)", flags)
+    mode = m.group(1) if m else "auto"
+    expected = BOOT_MODE_SCRIPTS.get(mode)
+    name = script_path.split("/")[-1] if script_path else None
+    if script_path is not None:
+        if expected is None:
+            warnings.append(
+                f"Kernel Flags say atv-boot={mode}: atv-bootloader will not run the generated /{script_path}"
+                " (patchstick runs patchstick.sh, manual runs boot_linux.sh)"
+            )
+        elif expected != name:
+            warnings.append(f"Kernel Flags say atv-boot={mode}, which runs {expected}, but the boot script is /{script_path}")
+    return BootReport(flags, mode, tuple(warnings))

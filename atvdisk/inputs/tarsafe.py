@@ -1,0 +1,168 @@
+"""Tarballs, read safely and in a stream.
+
+:func:`scan` reads a whole archive once, before the target is touched: it refuses truncated or
+corrupt archives and any member that could escape the partition or make no sense there (absolute
+paths, ``..``, links pointing outside, device nodes, FIFOs), naming the member. It adds the
+members to a :class:`~atvdisk.inputs.tree.FileTree` without keeping their data.
+
+:func:`stream` reads the archive a second time, after every block of the target is laid out, and
+hands each wanted member's data to a callback in chunks: no member is ever held in memory whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from atvdisk.errors import InputError
+from atvdisk.inputs.tarstream import Member, TarStream, TarStreamError
+from atvdisk.inputs.tree import ArchiveMember, FileTree, check_link_inside
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    members: int
+    files: int
+    data_bytes: int
+
+
+def _open_stream(path: str, *, readahead: bool = False) -> TarStream:
+    try:
+        return TarStream(path, readahead=readahead)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file", hint="check the path of the tarball") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}", hint="check the file") from None
+
+
+def _member_path(tar_path: str, member: Member) -> str:
+    name = member.name
+    if any("\udc80" <= c <= "\udcff" for c in name):
+        raise InputError(f"{tar_path}: member {name!r} has a name that is not valid UTF-8", hint="repack the archive with UTF-8 names")
+    if name.startswith("/"):
+        raise InputError(f"{tar_path}: member {name!r} has an absolute path", hint="refusing to extract outside the partition")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InputError(f"{tar_path}: member {name!r} contains '..'", hint="refusing to extract outside the partition")
+    return "/".join(parts)
+
+
+def scan(
+    path: str,
+    tree: FileTree,
+    *,
+    dest: str = "",
+    owner: tuple[int, int] = (0, 0),
+    origin: str | None = None,
+) -> ScanResult:
+    """Check every member of the archive at ``path`` and add it to ``tree`` under ``dest``.
+
+    Owners are set to ``owner`` (root by default: the ATV runs as root and the original procedure
+    chowned everything); permission bits are kept without setuid, setgid and sticky bits.
+    """
+    origin = origin or path
+    prefix = dest.strip("/")
+    members = files = data = 0
+    seen: dict[str, tuple[int, int, str]] = {}  # member path -> (index, size, name) of regular files
+    tar = _open_stream(path)
+    try:
+        for index, m in enumerate(_iterate(tar, path)):
+            members += 1
+            rel = _member_path(path, m)
+            if not rel:
+                continue  # "./" itself
+            where = f"{prefix}/{rel}" if prefix else rel
+            mode = m.mode & 0o777
+            uid, gid = owner
+            what = f"{origin}: member {m.name!r}"
+            if m.isreg():
+                tree.add_file(where, ArchiveMember(path, m.name, index), m.size, mode=mode, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
+                seen[rel] = (index, m.size, m.name)
+                files += 1
+                data += m.size
+            elif m.isdir():
+                tree.add_dir(where, mode=mode | 0o700, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
+            elif m.issym():
+                if "\0" in m.linkname:
+                    raise InputError(f"{what} is a symlink with a NUL in its target", hint="repack the archive")
+                check_link_inside(where, m.linkname, what)
+                tree.add_symlink(where, m.linkname, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
+            elif m.islnk():
+                link = m.linkname
+                parts = [x for x in link.split("/") if x not in ("", ".")]
+                if link.startswith("/") or ".." in parts:
+                    raise InputError(f"{what} is a hard link to {link!r}, outside the partition", hint="refusing links that point outside the archive")
+                target = "/".join(parts)
+                if target not in seen:
+                    raise InputError(
+                        f"{what} is a hard link to {m.linkname!r}, which is not an earlier file of this archive (outside the partition?)",
+                        hint="refusing links that point outside the archive",
+                    )
+                # Hard links become independent copies of the same data (documented in README).
+                tindex, tsize, tname = seen[target]
+                tree.add_file(where, ArchiveMember(path, tname, tindex), tsize, mode=mode, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
+                seen[rel] = (tindex, tsize, tname)
+                files += 1
+                data += tsize
+            elif m.ischr() or m.isblk():
+                raise InputError(f"{what} is a device node", hint="device nodes do not belong on the ATV's partitions; repack the archive without it")
+            elif m.isfifo():
+                raise InputError(f"{what} is a FIFO", hint="repack the archive without it")
+            else:
+                raise InputError(f"{what} has an unsupported type {m.type!r}", hint="repack the archive without it")
+    finally:
+        tar.close()
+    return ScanResult(members, files, data)
+
+
+def _iterate(tar: TarStream, path: str) -> Iterator[Member]:
+    """Members in order, reading (and so checking) every byte of the archive."""
+    it = iter(tar)
+    while True:
+        try:
+            member = next(it)
+        except StopIteration:
+            return
+        except TarStreamError as e:
+            if not _looks_like_tar(path):
+                raise InputError(f"{path}: not a readable tar archive ({e})", hint="is it really a .tar, .tar.gz, .tar.bz2 or .tar.xz?") from None
+            raise InputError(f"{path}: the archive is truncated or corrupt ({e})", hint="download or copy the tarball again") from None
+        yield member
+
+
+def _looks_like_tar(path: str) -> bool:
+    """Whether the file starts like a compressed stream or a tar header (for the message)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return True
+    return len(head) == 512 and head[257:262] in (b"ustar", b"\0\0\0\0\0")
+
+
+def stream(path: str, wanted: dict[int, list[str]], sink: Callable[[list[str], BinaryIO, int], None]) -> None:
+    """Read the archive again and call ``sink(tree_paths, fileobj, size)`` for each wanted member.
+
+    ``wanted`` maps member indexes to the tree paths they supply (several paths when a hard link
+    became a copy). The sink must read exactly ``size`` bytes from ``fileobj``.
+    """
+    if not wanted:
+        return
+    remaining = set(wanted)
+    tar = _open_stream(path, readahead=True)
+    try:
+        for index, m in enumerate(_iterate(tar, path)):
+            if index in remaining:
+                if not m.isreg():
+                    raise InputError(f"{path}: member {m.name!r} changed since it was checked", hint="do not modify input files during a build")
+                try:
+                    sink(wanted[index], tar, m.size)  # type: ignore[arg-type] - TarStream reads like a file
+                except TarStreamError as e:
+                    raise InputError(f"{path}: the archive is truncated or corrupt ({e})", hint="download or copy the tarball again") from None
+                remaining.discard(index)
+                if not remaining:
+                    break
+    finally:
+        tar.close()
+    if remaining:
+        raise InputError(f"{path}: the archive changed since it was checked", hint="do not modify input files during a build")
