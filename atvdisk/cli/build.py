@@ -14,7 +14,7 @@ import click
 
 from atvdisk.target import checks as targets
 from atvdisk.build import BlockAccess, BuildSettings, ImageAccess, Prepared, apply, prepare
-from atvdisk.cli.main import Console, _parse_size_option, layout_option
+from atvdisk.cli.common import Console, layout_option, parse_size_option
 from atvdisk.errors import DiskTooSmall, TargetRefused, UsageError, VerifyError
 from atvdisk.layout.schema import Layout, NameBy, load_layout
 from atvdisk.inputs.payload import Inputs, OpenElecRelease, check_input_file
@@ -79,7 +79,7 @@ def input_options(f):  # noqa: ANN001, ANN201 - a click decorator
 @click.command("build")
 @click.argument("target", metavar="TARGET")
 @input_options
-@click.option("--size", callback=_parse_size_option, metavar="SIZE", help="Create an image file of this size (4G, 4GB, 8451072s).")
+@click.option("--size", callback=parse_size_option, metavar="SIZE", help="Create an image file of this size (4G, 4GB, 8451072s).")
 @click.option("--loop", is_flag=True, help="Build an image through a loop device, as for a real disk (root).")
 @click.option("--dry-run", is_flag=True, help="Check everything and print the plan; write nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask before erasing a disk (for scripts).")

@@ -5,40 +5,20 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from atvdisk import __version__
+from atvdisk.cli.build import build_cmd, verify_cmd
+from atvdisk.cli.common import Console, layout_option, parse_size_option
+from atvdisk.cli.devices import devices_cmd
+from atvdisk.cli.hfs import lshfs, mkhfs
 from atvdisk.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, AtvdiskError
 from atvdisk.layout.schema import bundled_layouts, load_layout
-from atvdisk.layout.units import Quantity, SizeSyntaxError, parse_quantity
+from atvdisk.layout.units import Quantity
 
 log = logging.getLogger("atvdisk")
-
-
-@dataclass
-class Console:
-    """What the user sees. ``verbosity``: -1 quiet, 0 normal, 1 verbose, 2 debug."""
-
-    verbosity: int = 0
-    debug: bool = False
-
-    def out(self, text: str = "") -> None:
-        """Results (tables, JSON): always printed, also with --quiet."""
-        click.echo(text)
-
-    def info(self, text: str) -> None:
-        if self.verbosity >= 0:
-            click.echo(text, err=True)
-
-    def detail(self, text: str) -> None:
-        if self.verbosity >= 1:
-            click.echo(text, err=True)
-
-    def warn(self, text: str) -> None:
-        click.echo(click.style("warning: ", fg="yellow", bold=True) + text, err=True)
 
 
 class AtvdiskGroup(click.Group):
@@ -105,32 +85,9 @@ def layouts_cmd(console: Console) -> None:
         console.out(f"{name:<16} {layout.description}")
 
 
-def _parse_size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Quantity | None:
-    """A disk size: bytes with a unit (4G, 4GB) or sectors (8451072s, of --sector-size bytes)."""
-    if value is None:
-        return None
-    try:
-        size = parse_quantity(value)
-    except SizeSyntaxError as e:
-        raise click.BadParameter(str(e)) from None
-    if size.value <= 0:
-        raise click.BadParameter("size must be positive")
-    return size
-
-
-layout_option = click.option(
-    "--layout",
-    "layout_name",
-    default="atv1-openelec",
-    show_default=True,
-    metavar="NAME|PATH",
-    help="A bundled layout (see `atvdisk layouts`) or a layout .toml file.",
-)
-
-
 @main.command("plan")
 @layout_option
-@click.option("--size", callback=_parse_size_option, metavar="SIZE", help="Plan for a disk of this size: 4G, 4GB, 8451072s (sectors).")
+@click.option("--size", callback=parse_size_option, metavar="SIZE", help="Plan for a disk of this size: 4G, 4GB, 8451072s (sectors).")
 @click.option("--sector-size", type=click.Choice(["512", "4096"]), default=None, help="Logical sector size [default: the target's, or 512].")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (format atvdisk-plan/1).")
 @click.argument("target", required=False, metavar="[TARGET]")
@@ -164,21 +121,5 @@ def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_s
     console.out(plan.to_json() if as_json else plan.render())
 
 
-from atvdisk.cli.devices import devices_cmd  # noqa: E402
-
-main.add_command(devices_cmd)
-
-
-def _register() -> None:
-    """Commands that live in their own modules."""
-    from atvdisk.cli.build import build_cmd, verify_cmd
-
-    main.add_command(build_cmd)
-    main.add_command(verify_cmd)
-
-
-_register()
-
-from atvdisk.cli.hfs import lshfs, mkhfs  # noqa: E402
-main.add_command(mkhfs)
-main.add_command(lshfs)
+for command in (build_cmd, verify_cmd, devices_cmd, mkhfs, lshfs):
+    main.add_command(command)

@@ -575,7 +575,7 @@ def confirm_destruction(
     and without ``yes``, or on any other answer (or end of input), raises TargetRefused: nothing
     has been written.
 
-    ``console``: anything with ``out``/``info``/``warn`` (atvdisk.cli.main.Console). The one-line
+    ``console``: anything with ``out``/``info``/``warn`` (atvdisk.cli.common.Console). The one-line
     summary goes through ``warn`` (shown even with --quiet), the partition list through ``info``.
     So is the prompt (through ``warn``: nothing here prints); the answer is read from ``stdin``
     (default sys.stdin).

@@ -1,0 +1,59 @@
+"""What the commands share: the console (what the user sees) and common options.
+
+Kept apart from :mod:`atvdisk.cli.main` so that the command modules need not import the entry
+module that registers them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import click
+
+from atvdisk.layout.units import Quantity, SizeSyntaxError, parse_quantity
+
+
+@dataclass
+class Console:
+    """What the user sees. ``verbosity``: -1 quiet, 0 normal, 1 verbose, 2 debug."""
+
+    verbosity: int = 0
+    debug: bool = False
+
+    def out(self, text: str = "") -> None:
+        """Results (tables, JSON): always printed, also with --quiet."""
+        click.echo(text)
+
+    def info(self, text: str) -> None:
+        if self.verbosity >= 0:
+            click.echo(text, err=True)
+
+    def detail(self, text: str) -> None:
+        if self.verbosity >= 1:
+            click.echo(text, err=True)
+
+    def warn(self, text: str) -> None:
+        click.echo(click.style("warning: ", fg="yellow", bold=True) + text, err=True)
+
+
+def parse_size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Quantity | None:
+    """A disk size: bytes with a unit (4G, 4GB) or sectors (8451072s, of --sector-size bytes)."""
+    if value is None:
+        return None
+    try:
+        size = parse_quantity(value)
+    except SizeSyntaxError as e:
+        raise click.BadParameter(str(e)) from None
+    if size.value <= 0:
+        raise click.BadParameter("size must be positive")
+    return size
+
+
+layout_option = click.option(
+    "--layout",
+    "layout_name",
+    default="atv1-openelec",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="A bundled layout (see `atvdisk layouts`) or a layout .toml file.",
+)
