@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atvdisk.fs import hfs_adapter
+from atvdisk.fs.entry import Entry
 from atvdisk.inputs.contents import PartitionContents
 from atvdisk.errors import AtvdiskError, ToolError, UsageError
 from atvdisk.inputs.feed import feed
@@ -28,20 +29,6 @@ from atvdisk.fs.partition import MBR_TYPES
 from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.run import run
 from atvdisk.inputs.tree import FileTree, NodeKind
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A file system entry as found on the disk or expected from the sources."""
-
-    path: str
-    kind: NodeKind
-    size: int = 0
-    mode: int | None = None  # permission bits; None where the filesystem has none (FAT)
-    uid: int | None = None
-    gid: int | None = None
-    sha256: str | None = None
-    target: str | None = None
 
 
 @dataclass

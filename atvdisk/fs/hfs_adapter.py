@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from atvdisk.fs.entry import Entry
 from atvdisk.layout.schema import FsKind
 from atvdisk.layout.plan import PlannedPartition
 from atvdisk.inputs.tree import ArchiveMember, FileTree, HostFile, Inline, NodeKind, OpenElecMember
@@ -103,10 +104,9 @@ def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progre
     writer.finish()
 
 
-def read(device: str, offset: int, length: int):  # noqa: ANN201 - (VolumeInfo, list[verify.Entry])
+def read(device: str, offset: int, length: int):  # noqa: ANN201 - (VolumeInfo, list[Entry])
     """The volume header facts and every entry, with sha256 of each file's data fork."""
     from atvdisk.fs.hfsplus.reader import HfsVolume
-    from atvdisk.verify import Entry
 
     entries = []
     with HfsVolume.open(device, offset, length) as vol:
