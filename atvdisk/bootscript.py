@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass
 
 from atvdisk import __version__
-from atvdisk.layout.schema import FsKind, NameBy
 from atvdisk.layout.plan import Plan, PlannedPartition
+from atvdisk.layout.schema import FsKind, NameBy
 
 FSCK = {FsKind.HFSPLUS: "fsck.hfsplus", FsKind.HFSX: "fsck.hfsplus", FsKind.EXT4: "fsck.ext4", FsKind.FAT32: "fsck.vfat"}
 MOUNT_TYPE = {FsKind.HFSPLUS: "hfsplus", FsKind.HFSX: "hfsplus", FsKind.EXT4: "ext4", FsKind.FAT32: "vfat"}

@@ -14,26 +14,26 @@ import logging
 import os
 import secrets
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 
-from atvdisk.fs import hfs_adapter
 from atvdisk.bootscript import BootScript, generate
-from atvdisk.inputs.contents import PartitionContents, build_trees
 from atvdisk.errors import BuildError, InputError
+from atvdisk.fs import hfs_adapter
 from atvdisk.fs.ext4 import make_ext4
 from atvdisk.fs.fat import make_fat32
-from atvdisk.layout.schema import FsKind, Layout, NameBy
 from atvdisk.fs.partition import write_partition_table
-from atvdisk.inputs.payload import BootReport, Inputs, inspect_recovery
-from atvdisk.layout.plan import Plan, PlannedPartition
-from atvdisk.progress import Progress
 from atvdisk.fs.region import Region
-from atvdisk.layout.resolver import resolve
 from atvdisk.fs.swap import write_swap
+from atvdisk.inputs.contents import PartitionContents, build_trees
+from atvdisk.inputs.payload import BootReport, Inputs, inspect_recovery
 from atvdisk.inputs.tree import FileTree, Inline, Node
+from atvdisk.layout.plan import Plan, PlannedPartition
+from atvdisk.layout.resolver import resolve
+from atvdisk.layout.schema import FsKind, Layout, NameBy
+from atvdisk.progress import Progress
 
 log = logging.getLogger("atvdisk.build")
 

@@ -18,17 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atvdisk.errors import AtvdiskError, ToolError, UsageError
 from atvdisk.fs import hfs_adapter
 from atvdisk.fs.entry import Entry
-from atvdisk.inputs.contents import PartitionContents
-from atvdisk.errors import AtvdiskError, ToolError, UsageError
-from atvdisk.inputs.feed import feed
 from atvdisk.fs.gpt import GptError, hybrid_mbr, protective_mbr, read_table
-from atvdisk.layout.schema import FsKind
 from atvdisk.fs.partition import MBR_TYPES
-from atvdisk.layout.plan import Plan, PlannedPartition
-from atvdisk.run import run
+from atvdisk.inputs.contents import PartitionContents
+from atvdisk.inputs.feed import feed
 from atvdisk.inputs.tree import FileTree, NodeKind
+from atvdisk.layout.plan import Plan, PlannedPartition
+from atvdisk.layout.schema import FsKind
+from atvdisk.run import run
 
 
 @dataclass

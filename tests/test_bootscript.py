@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from atvdisk.bootscript import generate, hfs_blkid_uuid
-from atvdisk.layout.schema import NameBy, load_layout, parse_layout
 from atvdisk.layout.resolver import resolve
+from atvdisk.layout.schema import NameBy, load_layout, parse_layout
 
 SEED_BYTES = 8_451_072 * 512
 

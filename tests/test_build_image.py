@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-from atvdisk.bootscript import generate, hfs_blkid_uuid
-from atvdisk.layout.schema import load_layout
-from atvdisk.layout.resolver import resolve
-from atvdisk.inputs.sample import write_sample
 from hfs_cases import Expected, nfc_path
 from hfsplus.judges import diff, listing_pyfshfs, listing_pytsk3
+
+from atvdisk.bootscript import generate, hfs_blkid_uuid
+from atvdisk.inputs.sample import write_sample
+from atvdisk.layout.resolver import resolve
+from atvdisk.layout.schema import load_layout
 
 SEED_SECTORS = 8_451_072
 EPOCH = "1300000000"

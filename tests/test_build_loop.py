@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from atvdisk.layout.schema import load_layout
 from atvdisk.layout.resolver import resolve
+from atvdisk.layout.schema import load_layout
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")]
 

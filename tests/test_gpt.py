@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from atvdisk.fs.gpt import GptEntry, GptError, GptHeader, Mbr, MbrEntry, read_table
-from atvdisk.layout.schema import load_layout, parse_layout
 from atvdisk.fs.partition import write_partition_table
 from atvdisk.layout.resolver import resolve
+from atvdisk.layout.schema import load_layout, parse_layout
 from atvdisk.layout.units import format_parted
 
 SEED_SECTORS = 8_451_072

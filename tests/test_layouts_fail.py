@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from atvdisk.errors import EXIT_USAGE, LayoutError
-from atvdisk.layout.schema import load_layout
 from atvdisk.layout.resolver import resolve
+from atvdisk.layout.schema import load_layout
 from atvdisk.layout.units import parse_bytes
 
 CASES = sorted((Path(__file__).parent / "layouts-fail").glob("*.toml"))

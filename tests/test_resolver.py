@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atvdisk.errors import PlanError
-from atvdisk.layout.schema import TYPE_GUIDS, FsKind, Role, load_layout, parse_layout
 from atvdisk.layout.plan import Plan
 from atvdisk.layout.resolver import fat32_cluster_count, resolve
+from atvdisk.layout.schema import TYPE_GUIDS, FsKind, Role, load_layout, parse_layout
 from atvdisk.layout.units import format_parted
 
 SEED_SECTORS = 8_451_072  # the original procedure's CF card: parted prints 4327MB

@@ -21,8 +21,13 @@ from test_target_helpers import (
 )
 
 from atvdisk.errors import EXIT_OK, EXIT_REFUSED, TargetRefused
+from atvdisk.target.checks import (
+    RefusalKind,
+    UnsafeTarget,
+    check_block_target,
+    system_disks,
+)
 from atvdisk.target.lsblk import describe
-from atvdisk.target.checks import RefusalKind, UnsafeTarget, check_block_target, system_disks
 
 pytestmark = root_only
 

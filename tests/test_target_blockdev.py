@@ -20,8 +20,13 @@ from test_target_helpers import (
 )
 
 from atvdisk.errors import TargetRefused
+from atvdisk.target.checks import (
+    BlockDeviceError,
+    BlockDeviceSession,
+    LoopDevice,
+    TargetBusy,
+)
 from atvdisk.target.probe import probe_size
-from atvdisk.target.checks import BlockDeviceError, BlockDeviceSession, LoopDevice, TargetBusy
 
 pytestmark = root_only
 

@@ -9,17 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from atvdisk.target import sysblock
 from atvdisk.errors import EXIT_REFUSED, TargetRefused
-from atvdisk.target.lsblk import BlockDisk, BlockPartition, parse_lsblk, partition_refusal
-from atvdisk.target.sysblock import (
-    MountEntry,
-    SwapEntry,
-    leaf_disks,
-    parse_mountinfo,
-    parse_swaps,
-    system_disk_devnums,
-)
+from atvdisk.target import sysblock
 from atvdisk.target.checks import (
     LoopDevice,
     RefusalKind,
@@ -28,6 +19,20 @@ from atvdisk.target.checks import (
     UnsafeTarget,
     assess,
     confirm_destruction,
+)
+from atvdisk.target.lsblk import (
+    BlockDisk,
+    BlockPartition,
+    parse_lsblk,
+    partition_refusal,
+)
+from atvdisk.target.sysblock import (
+    MountEntry,
+    SwapEntry,
+    leaf_disks,
+    parse_mountinfo,
+    parse_swaps,
+    system_disk_devnums,
 )
 
 # --------------------------------------------------------------------------------------------

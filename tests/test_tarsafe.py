@@ -10,8 +10,8 @@ import tarfile
 
 import pytest
 
-from atvdisk.inputs import tarsafe
 from atvdisk.errors import InputError
+from atvdisk.inputs import tarsafe
 from atvdisk.inputs.tree import ArchiveMember, FileTree, NodeKind
 
 

@@ -43,9 +43,8 @@ from typing import Any
 import click
 
 from atvdisk.errors import PlanError
-from atvdisk.layout.schema import load_layout
-from atvdisk.target.lsblk import BlockDisk, list_disks
 from atvdisk.layout.resolver import resolve
+from atvdisk.layout.schema import load_layout
 from atvdisk.target.checks import (
     Refusal,
     RefusalKind,
@@ -54,6 +53,7 @@ from atvdisk.target.checks import (
     describe_disk_lines,
     disk_to_dict,
 )
+from atvdisk.target.lsblk import BlockDisk, list_disks
 
 DEVICES_FORMAT = "atvdisk-devices/1"
 

@@ -103,8 +103,8 @@ def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_s
       atvdisk plan --size 4G
       atvdisk plan --layout atv1-factory --size 40GB --json
     """
-    from atvdisk.target.probe import probe_size
     from atvdisk.layout.resolver import resolve
+    from atvdisk.target.probe import probe_size
 
     if (size is None) == (target is None):
         raise click.UsageError("give either --size SIZE or a TARGET (not both)")

@@ -9,10 +9,10 @@ import tempfile
 from pathlib import Path
 
 from atvdisk.errors import BuildError
-from atvdisk.layout.plan import PlannedPartition
-from atvdisk.run import run
 from atvdisk.inputs.staging import materialise
 from atvdisk.inputs.tree import FileTree
+from atvdisk.layout.plan import PlannedPartition
+from atvdisk.run import run
 
 
 def debugfs_quote(path: str) -> str:

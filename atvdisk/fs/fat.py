@@ -7,10 +7,10 @@ from __future__ import annotations
 import tempfile
 
 from atvdisk.errors import BuildError
-from atvdisk.layout.plan import PlannedPartition
-from atvdisk.run import run
 from atvdisk.inputs.staging import materialise
 from atvdisk.inputs.tree import FileTree, NodeKind
+from atvdisk.layout.plan import PlannedPartition
+from atvdisk.run import run
 
 FAT_SECTOR = 512  # mkfs.fat's logical sector, and the unit of its --offset
 

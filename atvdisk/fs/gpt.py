@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from atvdisk.errors import AtvdiskError, EXIT_VERIFY
+from atvdisk.errors import EXIT_VERIFY, AtvdiskError
 
 GPT_SIGNATURE = b"EFI PART"
 GPT_REVISION = 0x00010000

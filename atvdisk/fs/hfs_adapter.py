@@ -10,13 +10,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from atvdisk.fs.entry import Entry
-from atvdisk.layout.schema import FsKind
+from atvdisk.inputs.tree import (
+    ArchiveMember,
+    FileTree,
+    HostFile,
+    Inline,
+    NodeKind,
+    OpenElecMember,
+)
 from atvdisk.layout.plan import PlannedPartition
-from atvdisk.inputs.tree import ArchiveMember, FileTree, HostFile, Inline, NodeKind, OpenElecMember
+from atvdisk.layout.schema import FsKind
 
 if TYPE_CHECKING:
-    from atvdisk.progress import Progress
     from atvdisk.fs.region import Region
+    from atvdisk.progress import Progress
 
 
 @dataclass
@@ -81,8 +88,8 @@ def lay_out(p: PlannedPartition, tree: FileTree, *, epoch: int) -> VolumeLayout:
 def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progress, hashes: dict[str, str] | None = None) -> None:
     """Write the volume into ``region``; tarball members and release files arrive by streaming
     (their sha256 recorded in ``hashes`` on the way, for verification)."""
-    from atvdisk.inputs.feed import copy_exact, feed
     from atvdisk.fs.hfsplus.writer import VolumeWriter
+    from atvdisk.inputs.feed import copy_exact, feed
 
     writer = VolumeWriter(volume.layout, region)
     writer.write()  # metadata, generated files and host files

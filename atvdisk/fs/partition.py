@@ -21,8 +21,8 @@ from atvdisk.fs.gpt import (
     read_table,
     rewrite_table,
 )
-from atvdisk.layout.schema import TYPE_GUIDS, FsKind, Role
 from atvdisk.layout.plan import Plan
+from atvdisk.layout.schema import TYPE_GUIDS, FsKind, Role
 
 log = logging.getLogger("atvdisk.partition")
 

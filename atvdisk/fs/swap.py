@@ -7,8 +7,8 @@ from __future__ import annotations
 import tempfile
 
 from atvdisk.errors import BuildError
-from atvdisk.layout.plan import PlannedPartition
 from atvdisk.fs.region import Region
+from atvdisk.layout.plan import PlannedPartition
 from atvdisk.run import run
 
 PAGE = 4096  # the ATV is i386: swap pages are 4 KiB

@@ -12,13 +12,13 @@ import re
 import stat
 from dataclasses import dataclass
 
-from atvdisk.inputs import tarsafe
 from atvdisk.bootscript import BootScript
 from atvdisk.errors import InputError
-from atvdisk.layout.schema import ContentKind, ContentSpec
+from atvdisk.inputs import tarsafe
 from atvdisk.inputs.payload import OPTION_FOR, Inputs
-from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.inputs.tree import FileTree, HostFile, Inline
+from atvdisk.layout.plan import Plan, PlannedPartition
+from atvdisk.layout.schema import ContentKind, ContentSpec
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 

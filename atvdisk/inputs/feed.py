@@ -15,9 +15,16 @@ import tarfile
 from collections.abc import Callable, Collection
 from typing import BinaryIO
 
-from atvdisk.inputs import tarsafe
 from atvdisk.errors import InputError
-from atvdisk.inputs.tree import ArchiveMember, FileTree, HostFile, Inline, OpenElecMember, Source
+from atvdisk.inputs import tarsafe
+from atvdisk.inputs.tree import (
+    ArchiveMember,
+    FileTree,
+    HostFile,
+    Inline,
+    OpenElecMember,
+    Source,
+)
 
 Sink = Callable[[list[str], Source, BinaryIO, int], None]
 

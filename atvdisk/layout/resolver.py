@@ -9,9 +9,30 @@ from __future__ import annotations
 
 from atvdisk.errors import DiskTooSmall, PlanError
 from atvdisk.fs.hfsplus.layout import default_journal_size
-from atvdisk.layout.schema import ContentKind, FsKind, Layout, PartitionSpec, seeded_uuid
-from atvdisk.layout.plan import Plan, PlannedFs, PlannedPartition, Region, RegionKind, Step, StepKind
-from atvdisk.layout.units import MIB, Quantity, ceil_div, format_iec, format_parted, is_power_of_two
+from atvdisk.layout.plan import (
+    Plan,
+    PlannedFs,
+    PlannedPartition,
+    Region,
+    RegionKind,
+    Step,
+    StepKind,
+)
+from atvdisk.layout.schema import (
+    ContentKind,
+    FsKind,
+    Layout,
+    PartitionSpec,
+    seeded_uuid,
+)
+from atvdisk.layout.units import (
+    MIB,
+    Quantity,
+    ceil_div,
+    format_iec,
+    format_parted,
+    is_power_of_two,
+)
 
 GPT_ENTRIES = 128  # libparted (and every common tool) writes 128 entries
 GPT_ENTRY_SIZE = 128

@@ -20,7 +20,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from atvdisk.errors import LayoutError
-from atvdisk.layout.units import Quantity, SizeSyntaxError, is_power_of_two, parse_quantity
+from atvdisk.layout.units import (
+    Quantity,
+    SizeSyntaxError,
+    is_power_of_two,
+    parse_quantity,
+)
 
 
 class Role(StrEnum):

@@ -34,8 +34,8 @@ from types import TracebackType
 from typing import Self
 
 from atvdisk.errors import BuildError, TargetRefused, ToolError
-from atvdisk.target.interrupt import signals_deferred, terminate_raises
 from atvdisk.run import run
+from atvdisk.target.interrupt import signals_deferred, terminate_raises
 from atvdisk.target.sysblock import sysblock_of_node, system_disk_devnums
 
 log = logging.getLogger("atvdisk.blockdev")

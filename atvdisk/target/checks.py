@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, TextIO
 
+from atvdisk.errors import TargetRefused, ToolError
+from atvdisk.layout.units import format_iec, format_parted
+from atvdisk.run import run
 from atvdisk.target.blockdev import (
     BlockDeviceError,
     BlockDeviceSession,
     LoopDevice,
     TargetBusy,
 )
-from atvdisk.errors import TargetRefused, ToolError
 from atvdisk.target.imagefile import ImageTarget
 from atvdisk.target.interrupt import Terminated
 from atvdisk.target.lsblk import (
@@ -37,7 +39,6 @@ from atvdisk.target.lsblk import (
     list_disks,
     partition_refusal,
 )
-from atvdisk.run import run
 from atvdisk.target.sysblock import (
     DevNum,
     MountEntry,
@@ -51,7 +52,6 @@ from atvdisk.target.sysblock import (
     system_disks,
     whole_disk,
 )
-from atvdisk.layout.units import format_iec, format_parted
 
 __all__ = [
     "BlockDeviceError",

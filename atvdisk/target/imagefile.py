@@ -21,8 +21,8 @@ from types import TracebackType
 from typing import Self
 
 from atvdisk.errors import BuildError, TargetRefused
-from atvdisk.target.interrupt import signals_deferred, terminate_raises
 from atvdisk.layout.units import format_iec
+from atvdisk.target.interrupt import signals_deferred, terminate_raises
 
 log = logging.getLogger("atvdisk.imagefile")
 

@@ -20,7 +20,12 @@ from typing import Any
 
 from atvdisk.errors import TargetRefused, ToolError
 from atvdisk.run import run
-from atvdisk.target.sysblock import SysBlock, sysblock_by_name, sysblock_of_node, whole_disk
+from atvdisk.target.sysblock import (
+    SysBlock,
+    sysblock_by_name,
+    sysblock_of_node,
+    whole_disk,
+)
 
 log = logging.getLogger("atvdisk.lsblk")
 

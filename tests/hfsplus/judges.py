@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pyfshfs
 import pytsk3
+from hfs_cases import Expected, nfc_path
 
 from atvdisk.fs.hfsplus.reader import HfsVolume
-from hfs_cases import Expected, nfc_path
 
 READ = 16 << 20
 

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pyfshfs
 import pytest
-from hfs_cases import CASES, CASES_BY_NAME, HfsCase, build_case_image, expected_listing, journal_entries
+from hfs_cases import (
+    CASES,
+    CASES_BY_NAME,
+    HfsCase,
+    build_case_image,
+    expected_listing,
+    journal_entries,
+)
 
 from atvdisk.fs.hfsplus.reader import HfsVolume
 from atvdisk.fs.hfsplus.records import (

@@ -23,8 +23,18 @@ from atvdisk.fs.hfsplus.layout import (
     default_journal_size,
     plan_volume,
 )
-from atvdisk.fs.hfsplus.records import HFSPlusCatalogFile, HFSPlusCatalogFolder, HFSPlusCatalogKey
-from atvdisk.fs.hfsplus.tree import BytesSource, ExternalSource, HfsTree, Kind, PathSource
+from atvdisk.fs.hfsplus.records import (
+    HFSPlusCatalogFile,
+    HFSPlusCatalogFolder,
+    HFSPlusCatalogKey,
+)
+from atvdisk.fs.hfsplus.tree import (
+    BytesSource,
+    ExternalSource,
+    HfsTree,
+    Kind,
+    PathSource,
+)
 
 MIB = 1 << 20
 GIB = 1 << 30

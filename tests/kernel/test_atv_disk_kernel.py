@@ -50,10 +50,10 @@ from pathlib import Path
 import pytest
 
 from atvdisk.bootscript import fs_uuid, generate
-from atvdisk.layout.schema import NameBy, load_layout
+from atvdisk.inputs.sample import SamplePayload, fake_bytes, write_sample
 from atvdisk.layout.plan import Plan
 from atvdisk.layout.resolver import resolve
-from atvdisk.inputs.sample import SamplePayload, fake_bytes, write_sample
+from atvdisk.layout.schema import NameBy, load_layout
 
 from .harness import Disk, GuestResult
 from .records import calls as parse_calls

@@ -35,6 +35,10 @@ from atvdisk.fs.hfsplus.errors import HfsCorruptError
 from atvdisk.fs.hfsplus.names import NameOrder, decode_name
 from atvdisk.fs.hfsplus.records import (
     JOURNAL_HEADER_MAGIC,
+    S_IFDIR,
+    S_IFLNK,
+    S_IFMT,
+    S_IFREG,
     BTHeaderRec,
     HFSPlusCatalogFile,
     HFSPlusCatalogFolder,
@@ -46,10 +50,7 @@ from atvdisk.fs.hfsplus.records import (
     HFSPlusVolumeHeader,
     JournalHeader,
     JournalInfoBlock,
-    S_IFDIR,
-    S_IFLNK,
-    S_IFMT,
-    S_IFREG,
+    hfs_to_unix,
     kBTHeaderNode,
     kBTIndexNode,
     kBTLeafNode,
@@ -74,7 +75,6 @@ from atvdisk.fs.hfsplus.records import (
     kHFSXVersion,
     kJIJournalInFSMask,
     kJIJournalNeedInitMask,
-    hfs_to_unix,
 )
 
 CHUNK = 1 << 20

@@ -48,7 +48,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from atvdisk.fs.hfsplus.errors import HfsDuplicateNameError, HfsNameError, HfsTreeError, HfsUnsupportedError
+from atvdisk.fs.hfsplus.errors import (
+    HfsDuplicateNameError,
+    HfsNameError,
+    HfsTreeError,
+    HfsUnsupportedError,
+)
 from atvdisk.fs.hfsplus.names import encode_component
 
 MAX_SYMLINK_TARGET = 4095

@@ -33,7 +33,13 @@ from typing import BinaryIO
 
 from atvdisk.fs.hfsplus.btree import BTreePlan, build_nodes
 from atvdisk.fs.hfsplus.errors import HfsWriteError, RegionError
-from atvdisk.fs.hfsplus.layout import ForkPlacement, PlannedFile, VolumeLayout, VolumeOptions, plan_volume
+from atvdisk.fs.hfsplus.layout import (
+    ForkPlacement,
+    PlannedFile,
+    VolumeLayout,
+    VolumeOptions,
+    plan_volume,
+)
 from atvdisk.fs.hfsplus.names import encode_component
 from atvdisk.fs.hfsplus.records import (
     JournalHeader,
