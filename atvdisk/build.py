@@ -9,14 +9,9 @@ half-written disk); :mod:`atvdisk.verify` reads it all back.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import secrets
-from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 
 from atvdisk.bootscript import BootScript, generate
@@ -34,6 +29,7 @@ from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import FsKind, Layout, NameBy
 from atvdisk.progress import Progress
+from atvdisk.target.access import DiskAccess
 
 log = logging.getLogger("atvdisk.build")
 
@@ -146,63 +142,6 @@ def _check_fits(p: PlannedPartition, tree: FileTree) -> None:
 # Writing
 
 
-class DiskAccess(ABC):
-    """How apply() reaches the target: a path for external tools and fds for its own writes."""
-
-    path: str
-    known_zero: bool  # the whole target reads as zeros (a new sparse image)
-    is_block: bool
-
-    @abstractmethod
-    def own_writes(self) -> AbstractContextManager[int]:
-        """A file descriptor for atvdisk's own writes (exclusive on block devices)."""
-
-    def after_partition_table(self) -> None:  # noqa: B027 - a no-op by default (image files)
-        """Make the OS see the new table (block devices)."""
-
-
-class ImageAccess(DiskAccess):
-    def __init__(self, path: str | os.PathLike[str], *, known_zero: bool) -> None:
-        self.path = os.fspath(path)
-        self.known_zero = known_zero
-        self.is_block = False
-
-    @contextmanager
-    def own_writes(self) -> Iterator[int]:
-        fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            yield fd
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-class BlockAccess(DiskAccess):
-    def __init__(self, session) -> None:  # noqa: ANN001 - atvdisk.target.blockdev.BlockDeviceSession
-        self.session = session
-        self.path = os.fspath(session.path)
-        self.known_zero = False
-        self.is_block = True
-
-    @contextmanager
-    def own_writes(self) -> Iterator[int]:
-        with self.session.exclusive() as fd:
-            yield fd
-            os.fsync(fd)
-
-    def after_partition_table(self) -> None:
-        from atvdisk.target.blockdev import BlockDeviceError
-
-        self.session.fsync()
-        try:
-            self.session.reread_partitions()
-        except BlockDeviceError as e:
-            # The disk is complete either way (verify reads it whole); the kernel's view may lag.
-            if e.errno not in (errno.EINVAL, errno.EBUSY):
-                raise
-            log.warning("%s (%s)", e.message, e.hint)
-
-
 def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir: str) -> None:
     plan = prepared.plan
     if not access.known_zero:
@@ -270,4 +209,4 @@ def wipe(disk: Region, plan: Plan) -> None:
             disk.write_zeros(p.offset + p.size_bytes - tail, tail)
 
 
-__all__ = ["BuildSettings", "Prepared", "prepare", "apply", "ImageAccess", "BlockAccess", "BuildError"]
+__all__ = ["BuildSettings", "Prepared", "prepare", "apply", "BuildError"]

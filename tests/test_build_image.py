@@ -383,9 +383,10 @@ def test_directory_contents_and_names_linux_cannot_open(tmp_path):
 def test_verify_compares_readback_with_hashes_taken_while_writing(tmp_path, sample):
     """The build hashes tarball members as it streams them; verify must compare the disk with
     those hashes (a wrong one is a mismatch), not trust them."""
-    from atvdisk.build import BuildSettings, ImageAccess, apply, prepare
+    from atvdisk.build import BuildSettings, apply, prepare
     from atvdisk.inputs.payload import Inputs, OpenElecRelease
     from atvdisk.progress import Progress
+    from atvdisk.target.access import ImageAccess
     from atvdisk.verify import verify
 
     img = tmp_path / "k.img"

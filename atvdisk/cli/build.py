@@ -12,14 +12,7 @@ from dataclasses import dataclass
 
 import click
 
-from atvdisk.build import (
-    BlockAccess,
-    BuildSettings,
-    ImageAccess,
-    Prepared,
-    apply,
-    prepare,
-)
+from atvdisk.build import BuildSettings, Prepared, apply, prepare
 from atvdisk.cli.common import Console, layout_option, parse_size_option
 from atvdisk.errors import DiskTooSmall, TargetRefused, UsageError, VerifyError
 from atvdisk.inputs.payload import Inputs, OpenElecRelease, check_input_file
@@ -29,6 +22,7 @@ from atvdisk.layout.schema import Layout, NameBy, load_layout
 from atvdisk.layout.units import Quantity, format_iec, format_parted
 from atvdisk.progress import Progress
 from atvdisk.target import checks as targets
+from atvdisk.target.access import BlockAccess, ImageAccess
 from atvdisk.target.probe import TargetKind, probe_size
 from atvdisk.verify import VerifyReport, verify
 

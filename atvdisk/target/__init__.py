@@ -5,6 +5,7 @@ disks from /sys and lsblk; :mod:`.checks` decides whether a disk may be erased (
 mounted, too small, ...) and asks the user to confirm; :mod:`.blockdev` holds a disk for a
 build (udev lock, O_EXCL, flush, partition re-read) and attaches loop devices;
 :mod:`.imagefile` creates an image that appears at its final path only on success;
+:mod:`.access` hands the build its way of writing to either;
 :mod:`.interrupt` turns SIGTERM into an exception and defers signals around steps that must
 not be split.
 
