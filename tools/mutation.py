@@ -299,6 +299,22 @@ class Outcome:
     detail: str = ""
 
 
+# Loaded into every test run (-p): Hypothesis without shrinking (a mutant that fails a property
+# fails it fast), without its example database (no mutant's failures leak into .hypothesis/) and
+# derandomised (the same examples for the unmutated run and every mutant: a reproducible score).
+PLUGIN = "_mutation_plugin"
+PLUGIN_SOURCE = """\
+try:
+    from hypothesis import Phase, settings
+except ImportError:
+    pass
+else:
+    settings.register_profile("mutation", database=None, derandomize=True, deadline=None,
+                              phases=(Phase.explicit, Phase.reuse, Phase.generate))
+    settings.load_profile("mutation")
+"""
+
+
 class Workspace:
     """A private copy of the top-level package where one mutant at a time is written."""
 
@@ -316,6 +332,7 @@ class Workspace:
         if package.name == "atvdisk" and layouts.is_dir() and not (self.dir / "atvdisk" / "layouts").exists():
             shutil.copytree(layouts, self.dir / "atvdisk" / "layouts")  # as installed: package data
         self.target = self.dir / module.relative_to(package.parent)
+        (self.dir / f"{PLUGIN}.py").write_text(PLUGIN_SOURCE)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -341,17 +358,30 @@ class Workspace:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+_RUNNING: set[subprocess.Popen] = set()
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the test run and anything it started
+    except ProcessLookupError:
+        pass
+
+
 def run_tests(ws: Workspace, python: str, tests: list[str], markers: str, timeout: float | None) -> tuple[str, float, str]:
-    cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", markers, *tests]
+    cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", PLUGIN, "-m", markers, *tests]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ws.root, env=ws.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
+    _RUNNING.add(proc)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill(proc)
         proc.communicate()
         return "timeout", time.monotonic() - start, ""
+    finally:
+        _RUNNING.discard(proc)
     seconds = time.monotonic() - start
     if proc.returncode == 0:
         return "survived", seconds, out
@@ -417,8 +447,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(chosen)} of {len(everything)} mutants")
         return 0
 
-    workers = [Workspace(root, module) for _ in range(max(1, args.jobs))]
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still cleans up
+    workers: list[Workspace] = []
     try:
+        workers.extend(Workspace(root, module) for _ in range(max(1, args.jobs)))
         name = module_name(workers[0].package.parent, module)
         for ws in workers:
             ws.write(unmutated(source))
@@ -441,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
 
         outcomes: list[Outcome] = []
         queue = list(chosen)
-        with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(len(workers))
+        try:
             free = list(workers)
             pending: dict[concurrent.futures.Future, Workspace] = {}
             while queue or pending:
@@ -455,11 +488,16 @@ def main(argv: list[str] | None = None) -> int:
                     outcomes.append(o)
                     mark = {"killed": ".", "timeout": "T", "survived": "S", "equivalent": "E"}[o.status]
                     print(mark, end="", flush=True)
+        finally:
+            for proc in list(_RUNNING):  # interrupted: stop the test runs before waiting for them
+                _kill(proc)
+            pool.shutdown(wait=True, cancel_futures=True)
         print()
         outcomes.sort(key=lambda o: o.mutant.index)
     finally:
         for ws in workers:
             ws.close()
+        signal.signal(signal.SIGTERM, previous)
 
     killed = sum(o.status in ("killed", "timeout") for o in outcomes)
     equivalent = sum(o.status == "equivalent" for o in outcomes)
