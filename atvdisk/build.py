@@ -41,7 +41,9 @@ class BuildSettings:
     layout: Layout
     inputs: Inputs
     epoch: int  # timestamps for generated files and filesystems (SOURCE_DATE_EPOCH)
-    seed: str | None = None  # identifiers when the layout has no seed (random per build)
+    # Every identifier derives from the seed: the CLI gives --seed, else the layout's, else a
+    # fresh random one (new_seed), so every disk gets its own GUIDs and UUIDs.
+    seed: str | None = None
     name_by: NameBy | None = None
     atv_disk: str | None = None  # override the layout's ATV-side disk name
 

@@ -28,6 +28,7 @@ from atvdisk.layout.schema import load_layout
 
 SEED_SECTORS = 8_451_072
 EPOCH = "1300000000"
+SEED = "atvdisk-tests"  # the bundled layouts have no seed: identifiers come from --seed
 
 
 def atvdisk(*args, check=True, env=None, **kw):
@@ -50,13 +51,13 @@ def sample(tmp_path_factory):
 @pytest.fixture(scope="module")
 def openelec_image(tmp_path_factory):
     img = tmp_path_factory.mktemp("build") / "atv.img"
-    r = atvdisk("build", img, "--size", f"{SEED_SECTORS}s", "--example", "--json")
+    r = atvdisk("build", img, "--size", f"{SEED_SECTORS}s", "--example", "--json", "--seed", SEED)
     summary = json.loads(r.stdout)
     return img, summary
 
 
-def plan_of(layout="atv1-openelec", sectors=SEED_SECTORS):
-    return resolve(load_layout(layout), sectors * 512, 512)
+def plan_of(layout="atv1-openelec", sectors=SEED_SECTORS, seed=SEED):
+    return resolve(load_layout(layout), sectors * 512, 512, seed=seed)
 
 
 def region(img: Path, p, dest: Path) -> Path:
@@ -183,12 +184,36 @@ def test_osboot_holds_kernel_and_system(openelec_image, sample):
     assert diff(expected, listing_pytsk3(img, osb.offset), "pytsk3") == []
 
 
-def test_builds_are_bit_identical(tmp_path):
+def test_builds_with_a_seed_are_bit_identical(tmp_path):
     a, b = tmp_path / "a.img", tmp_path / "b.img"
-    atvdisk("build", a, "--size", "4G", "--example")
+    atvdisk("build", a, "--size", "4G", "--example", "--seed", "shop-0001")
     time.sleep(1.1)  # a clock that leaks into the image would show
-    atvdisk("build", b, "--size", "4G", "--example")
+    atvdisk("build", b, "--size", "4G", "--example", "--seed", "shop-0001")
     assert subprocess.run(["cmp", a, b]).returncode == 0
+
+
+def _identifiers(img: Path) -> set[str]:
+    """Every identifier blkid and sfdisk see on an image: disk GUID, partition GUIDs, fs UUIDs."""
+    table = json.loads(tool("sfdisk", "--json", img))["partitiontable"]
+    found = {table["id"]} | {p["uuid"] for p in table["partitions"]}
+    for p in table["partitions"]:
+        out = tool("blkid", "-p", "-o", "export", "-O", p["start"] * 512, "-S", p["size"] * 512, img)
+        found |= {line.split("=", 1)[1] for line in out.splitlines() if line.startswith("UUID=")}
+    return found
+
+
+def test_every_build_gets_its_own_identifiers(tmp_path):
+    """Without --seed two disks built from the same layout share no GUID or UUID (they would
+    collide in /dev/disk/by-partuuid and in a UUID= boot script on one host or one ATV)."""
+    a, b, c = tmp_path / "a.img", tmp_path / "b.img", tmp_path / "c.img"
+    for img in (a, b):
+        atvdisk("build", img, "--size", "4G", "--example")
+    ids_a, ids_b = _identifiers(a), _identifiers(b)
+    assert len(ids_a) == len(ids_b) == 1 + 5 + 5  # disk, 5 partitions, 5 filesystems
+    assert ids_a.isdisjoint(ids_b)
+    # A different seed gives different identifiers too; the same seed the same ones.
+    atvdisk("build", c, "--size", "4G", "--example", "--seed", "other")
+    assert _identifiers(c).isdisjoint(ids_a | ids_b)
 
 
 def test_factory_layout_with_journaled_hfs(tmp_path, sample):

@@ -79,9 +79,9 @@ def loop_image(tmp_path):
 
 def test_loop_build_matches_the_image_build(tmp_path):
     via_loop, direct = tmp_path / "loop.img", tmp_path / "direct.img"
-    atvdisk("build", via_loop, "--size", "4G", "--example", "--loop")
+    atvdisk("build", via_loop, "--size", "4G", "--example", "--loop", "--seed", "loop-vs-image")
     assert attached(via_loop) == []  # detached again
-    atvdisk("build", direct, "--size", "4G", "--example")
+    atvdisk("build", direct, "--size", "4G", "--example", "--seed", "loop-vs-image")
     plan = resolve(load_layout("atv1-openelec"), SIZE, 512)
     # Same bytes everywhere but ext4, whose mke2fs marks inode tables it did not have to zero.
     for p in plan.partitions:

@@ -57,7 +57,7 @@ def _image(tmp_path, sectors):
 
 
 def test_seed_plan_written_by_libparted_reads_back_everywhere(tmp_path):
-    plan = resolve(load_layout("atv1-openelec"), SEED_SECTORS * 512, 512)
+    plan = resolve(load_layout("atv1-openelec"), SEED_SECTORS * 512, 512, seed="gpt-tests")
     img = _image(tmp_path, SEED_SECTORS)
     write_partition_table(str(img), plan)
 
@@ -149,7 +149,7 @@ def test_raw_type_guid_is_set_although_libparted_cannot(tmp_path):
 
 
 def test_damaged_backup_gpt_is_reported(tmp_path):
-    plan = resolve(load_layout("atv1-openelec"), SEED_SECTORS * 512, 512)
+    plan = resolve(load_layout("atv1-openelec"), SEED_SECTORS * 512, 512, seed="gpt-tests")
     img = _image(tmp_path, SEED_SECTORS)
     write_partition_table(str(img), plan)
     with open(img, "r+b") as f:

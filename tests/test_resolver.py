@@ -155,15 +155,29 @@ def test_alignment_of_implicit_starts():
 
 
 def test_seed_makes_identifiers_deterministic(openelec):
-    a = resolve(openelec, SEED_SECTORS * 512, 512)
-    b = resolve(openelec, SEED_SECTORS * 512, 512)
+    a = resolve(openelec, SEED_SECTORS * 512, 512, seed="s")
+    b = resolve(openelec, SEED_SECTORS * 512, 512, seed="s")
     assert a == b
     guids = [a.disk_guid] + [p.guid for p in a.partitions]
     assert len(set(guids)) == len(guids) and all(guids)
     assert a.partitions[0].fs.uuid and len(a.partitions[0].fs.uuid) == 9  # FAT volume id XXXX-XXXX
     assert len(a.partitions[1].fs.uuid) == 16  # HFS+ 64-bit volume id
-    other = resolve(load_layout("atv1-factory"), SEED_SECTORS * 512, 512)
-    assert other.disk_guid != a.disk_guid
+    assert resolve(openelec, SEED_SECTORS * 512, 512, seed="t").disk_guid != a.disk_guid
+
+
+def test_bundled_layouts_carry_no_seed(openelec, factory):
+    """A seed in a bundled layout would give every disk built from it the same identifiers."""
+    for layout in (openelec, factory):
+        assert layout.disk.seed is None
+        plan = resolve(layout, SEED_SECTORS * 512, 512)
+        assert plan.disk_guid is None and all(p.guid is None for p in plan.partitions)
+
+
+def test_a_given_seed_overrides_the_layouts():
+    layout = parse_layout('[disk]\nseed = "L"\n[[partition]]\nname = "A"\ntype = "linux"\nsize = "rest"\nfs = { kind = "ext4" }\n')
+    assert resolve(layout, 2**30, 512).seed == "L"
+    assert resolve(layout, 2**30, 512, seed="cli").seed == "cli"
+    assert resolve(layout, 2**30, 512, seed="cli").disk_guid != resolve(layout, 2**30, 512).disk_guid
 
 
 def test_no_seed_leaves_identifiers_to_the_build():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import click
 
 from atvdisk.build import BuildSettings, Prepared, apply, prepare
-from atvdisk.cli.common import Console, layout_option, parse_size_option
+from atvdisk.cli.common import Console, layout_option, parse_size_option, seed_option
 from atvdisk.errors import DiskTooSmall, TargetRefused, UsageError, VerifyError
 from atvdisk.inputs.payload import Inputs, OpenElecRelease, check_input_file
 from atvdisk.inputs.sample import write_sample
@@ -74,6 +74,7 @@ def input_options(f):  # noqa: ANN001, ANN201 - a click decorator
     f = click.option("--openelec", type=click.Path(), help="OpenELEC: a directory with KERNEL and SYSTEM, or the OpenELEC-ATV.i386-*.tar release.")(f)
     f = click.option("--name-by", type=click.Choice([n.value for n in NameBy]), default=None, help="How the boot script names partitions [default: the layout's, device].")(f)
     f = click.option("--atv-disk", metavar="sda|sdb", default=None, help="The disk's name on the ATV [default: the layout's, sda (internal)].")(f)
+    f = seed_option(f)
     return layout_option(f)
 
 
@@ -89,7 +90,7 @@ def input_options(f):  # noqa: ANN001, ANN201 - a click decorator
 @click.option("--no-verify", is_flag=True, help="Skip reading everything back at the end.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.pass_obj
-def build_cmd(console: Console, target: str, layout_name: str, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, size: Quantity | None, loop: bool, dry_run: bool, yes: bool, unmount: bool, force: bool, no_verify: bool, as_json: bool) -> None:  # noqa: ANN001
+def build_cmd(console: Console, target: str, layout_name: str, seed: str | None, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, size: Quantity | None, loop: bool, dry_run: bool, yes: bool, unmount: bool, force: bool, no_verify: bool, as_json: bool) -> None:  # noqa: ANN001
     """Build the ATV disk on TARGET: a disk (/dev/sdX, /dev/mmcblkN, /dev/nvmeXnY, /dev/loopN)
     or an image file (created with --size).
 
@@ -101,7 +102,8 @@ def build_cmd(console: Console, target: str, layout_name: str, atv_disk: str | N
       atvdisk build /dev/sdf ... --dry-run
     """
     layout = load_layout(layout_name)
-    settings_base = dict(layout=layout, epoch=_epoch(), seed=None if layout.disk.seed else BuildSettings.new_seed(), name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
+    seed = seed or layout.disk.seed or BuildSettings.new_seed()
+    settings_base = dict(layout=layout, epoch=_epoch(), seed=seed, name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
     progress = Progress(quiet=console.verbosity < 0 or as_json)
     # The target's kind and size first (cheap, and refuses an existing image without --force),
     # then the inputs (md5 sums and every tarball member are read).
@@ -279,7 +281,7 @@ def _print_result(console: Console, result: BuildResult, as_json: bool) -> None:
 @input_options
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
-def verify_cmd(console: Console, target: str, layout_name: str, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, as_json: bool) -> None:  # noqa: ANN001
+def verify_cmd(console: Console, target: str, layout_name: str, seed: str | None, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, as_json: bool) -> None:  # noqa: ANN001
     """Read TARGET (a disk or image) back and check it against the layout and the inputs.
 
     Give the same layout and options the build had. Inputs that are not given are not checked
@@ -294,7 +296,7 @@ def verify_cmd(console: Console, target: str, layout_name: str, atv_disk: str | 
     info = probe_size(target)
     with ExitStack() as stack:
         inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack)
-        settings = BuildSettings(layout=layout, inputs=inputs, epoch=_epoch(), name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
+        settings = BuildSettings(layout=layout, inputs=inputs, epoch=_epoch(), seed=seed, name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
         unchecked: list[str] = []
         prepared = prepare(settings, info.size_bytes, info.sector_size, skipped=unchecked)
         complete = {n: pc.complete for n, pc in prepared.contents.items()}

@@ -49,6 +49,25 @@ def parse_size_option(ctx: click.Context, param: click.Parameter, value: str | N
     return size
 
 
+def parse_seed_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A seed for every identifier: 1 to 200 printable characters."""
+    if value is None:
+        return None
+    if not value or len(value) > 200 or not value.isprintable():
+        raise click.BadParameter("a seed is 1 to 200 printable characters, e.g. --seed shop-2024-001")
+    return value
+
+
+seed_option = click.option(
+    "--seed",
+    callback=parse_seed_option,
+    metavar="TEXT",
+    default=None,
+    help="Derive every identifier (disk/partition GUIDs, filesystem UUIDs) from TEXT: with"
+    " SOURCE_DATE_EPOCH, builds are bit-identical. Default: fresh random identifiers per disk.",
+)
+
+
 layout_option = click.option(
     "--layout",
     "layout_name",

@@ -11,7 +11,7 @@ import click
 
 from atvdisk import __version__
 from atvdisk.cli.build import build_cmd, verify_cmd
-from atvdisk.cli.common import Console, layout_option, parse_size_option
+from atvdisk.cli.common import Console, layout_option, parse_size_option, seed_option
 from atvdisk.cli.devices import devices_cmd
 from atvdisk.cli.hfs import lshfs, mkhfs
 from atvdisk.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, AtvdiskError
@@ -90,9 +90,10 @@ def layouts_cmd(console: Console) -> None:
 @click.option("--size", callback=parse_size_option, metavar="SIZE", help="Plan for a disk of this size: 4G, 4GB, 8451072s (sectors).")
 @click.option("--sector-size", type=click.Choice(["512", "4096"]), default=None, help="Logical sector size [default: the target's, or 512].")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (format atvdisk-plan/1).")
+@seed_option
 @click.argument("target", required=False, metavar="[TARGET]")
 @click.pass_obj
-def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_size: str | None, as_json: bool, target: str | None) -> None:
+def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_size: str | None, as_json: bool, seed: str | None, target: str | None) -> None:
     """Show what a build would do: the partition table, filesystems and steps.
 
     Give either --size (a hypothetical disk) or TARGET (an existing image file or disk, read
@@ -113,11 +114,11 @@ def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_s
         info = probe_size(target, image_sector_size=int(sector_size or 512))
         if sector_size and int(sector_size) != info.sector_size:
             raise click.UsageError(f"{target} has {info.sector_size}-byte sectors; --sector-size {sector_size} does not apply")
-        plan = resolve(layout, info.size_bytes, info.sector_size)
+        plan = resolve(layout, info.size_bytes, info.sector_size, seed=seed)
     else:
         assert size is not None
         sector = int(sector_size or 512)
-        plan = resolve(layout, size.to_bytes(sector), sector)
+        plan = resolve(layout, size.to_bytes(sector), sector, seed=seed)
     console.out(plan.to_json() if as_json else plan.render())
 
 

@@ -55,8 +55,9 @@ def gpt_entry_sectors(sector_size: int) -> int:
 def resolve(layout: Layout, disk_bytes: int, sector_size: int, *, seed: str | None = None) -> Plan:
     """Resolve ``layout`` for a disk of ``disk_bytes`` with ``sector_size``-byte logical sectors.
 
-    ``seed`` (used when the layout has no ``disk.seed``) makes every identifier deterministic;
-    with neither, identifiers are left to the build (random).
+    ``seed`` makes every identifier (disk and partition GUIDs, filesystem UUIDs, the ext4 hash
+    seed) deterministic; it takes precedence over the layout's ``disk.seed``. With neither,
+    identifiers are left to the build (random).
     """
     return _Resolver(layout, disk_bytes, sector_size, seed).plan()
 
@@ -67,7 +68,7 @@ class _Resolver:
         self.disk_bytes = disk_bytes
         self.S = sector_size
         self.L = layout.disk.sector_size
-        self.seed = layout.disk.seed or seed
+        self.seed = seed if seed is not None else layout.disk.seed
 
     def fail(self, where: str | None, message: str, value: object = None, *, hint: str) -> PlanError:
         return PlanError(message, source=self.layout.source, where=where, value=value, hint=hint)

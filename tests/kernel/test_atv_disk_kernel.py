@@ -61,6 +61,7 @@ from .records import calls as parse_calls
 pytestmark = pytest.mark.kernel
 
 EPOCH = "1300000000"
+SEED = "kernel-tests"  # the bundled layouts carry no seed: every build here passes --seed SEED
 OPENELEC_SECTORS = 8_451_072  # the original procedure's 4327MB CF card
 FACTORY_BYTES = 4 * 10**9  # the smallest disk atv1-factory accepts
 FACTORY_SIZE = "4GB"
@@ -90,7 +91,7 @@ def atvdisk(*args: object) -> subprocess.CompletedProcess[str]:
 def openelec_build(image: Path, sample: SamplePayload, *options: object, openelec: Path | None = None) -> list[object]:
     """``atvdisk build`` arguments of an atv1-openelec image of the CF card's size."""
     inputs = ["--openelec", openelec or sample.openelec, "--restore", sample.restore, "--recovery", sample.recovery]
-    return ["build", image, "--size", f"{OPENELEC_SECTORS}s", *inputs, *options]
+    return ["build", image, "--size", f"{OPENELEC_SECTORS}s", "--seed", SEED, *inputs, *options]
 
 
 def build_all(builds: dict[str, list[object]]) -> dict[str, dict]:
@@ -104,11 +105,11 @@ def openelec_plan(atv_disk: str | None = None) -> Plan:
     layout = load_layout("atv1-openelec")
     if atv_disk:
         layout = dataclasses.replace(layout, disk=dataclasses.replace(layout.disk, atv_disk=atv_disk))
-    return resolve(layout, OPENELEC_SECTORS * 512, 512)
+    return resolve(layout, OPENELEC_SECTORS * 512, 512, seed=SEED)
 
 
 def factory_plan() -> Plan:
-    return resolve(load_layout("atv1-factory"), FACTORY_BYTES, 512)
+    return resolve(load_layout("atv1-factory"), FACTORY_BYTES, 512, seed=SEED)
 
 
 # ------------------------------------------------------------------------ expected contents
@@ -339,7 +340,7 @@ echo layouts script done
 def layouts(module_run_guest, tmp_path_factory: pytest.TempPathFactory) -> Layouts:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("atv-layouts")
     sample = write_sample(tmp / "sample")
-    factory_args = ["build", tmp / "factory.img", "--layout", "atv1-factory", "--size", FACTORY_SIZE]
+    factory_args = ["build", tmp / "factory.img", "--layout", "atv1-factory", "--size", FACTORY_SIZE, "--seed", SEED]
     summaries = build_all(
         {
             "device": openelec_build(tmp / "device.img", sample),
