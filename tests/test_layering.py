@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "atvdisk"
 # The rooms, bottom to top, and the rooms (plus spine modules) each may import.
 SPINE = {"atvdisk", "atvdisk.__main__", "atvdisk.build", "atvdisk.verify", "atvdisk.bootscript", "atvdisk.errors", "atvdisk.run", "atvdisk.progress"}
 # layout/ is pure; the HFS+ rules it validates names and journal sizes against are pure too.
-HFS_RULES = {"atvdisk.fs.hfsplus.unicode", "atvdisk.fs.hfsplus.layout"}
+HFS_RULES = {"atvdisk.fs.hfsplus.unicode", "atvdisk.fs.hfsplus.sizing"}
 ALLOWED = {
     "layout": {"layout", "atvdisk.errors"} | HFS_RULES,
     # The generated boot script is one of the inputs a partition's contents name.

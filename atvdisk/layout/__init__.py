@@ -7,5 +7,5 @@ every sector, identifier and step a build will use.
 May touch: nothing. Pure computation: no files, no devices, no subprocesses (reading the layout
 file itself is :func:`.schema.load_layout`'s one exception). Imports no other room of atvdisk,
 except the pure HFS+ naming and sizing rules (:mod:`atvdisk.fs.hfsplus.unicode`, and
-the journal size of :mod:`atvdisk.fs.hfsplus.layout`) the plan is validated against.
+newfs_hfs's journal size from :mod:`atvdisk.fs.hfsplus.sizing`) the plan is validated against.
 """

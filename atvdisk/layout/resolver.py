@@ -8,7 +8,7 @@ over them (the original procedure's swap partition ran over the backup GPT).
 from __future__ import annotations
 
 from atvdisk.errors import DiskTooSmall, PlanError
-from atvdisk.fs.hfsplus.layout import default_journal_size
+from atvdisk.fs.hfsplus.sizing import default_journal_size
 from atvdisk.layout.plan import (
     Plan,
     PlannedFs,

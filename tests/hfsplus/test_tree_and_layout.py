@@ -16,17 +16,16 @@ from atvdisk.fs.hfsplus.errors import (
     HfsTreeError,
     HfsUnsupportedError,
 )
-from atvdisk.fs.hfsplus.layout import (
-    VolumeOptions,
-    btree_clump_size,
-    default_catalog_node_size,
-    default_journal_size,
-    plan_volume,
-)
+from atvdisk.fs.hfsplus.layout import VolumeOptions, plan_volume
 from atvdisk.fs.hfsplus.records import (
     HFSPlusCatalogFile,
     HFSPlusCatalogFolder,
     HFSPlusCatalogKey,
+)
+from atvdisk.fs.hfsplus.sizing import (
+    btree_clump_size,
+    default_catalog_node_size,
+    default_journal_size,
 )
 from atvdisk.fs.hfsplus.tree import (
     BytesSource,

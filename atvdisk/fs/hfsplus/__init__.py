@@ -28,8 +28,8 @@ Reading (``atvdisk lshfs``, ``atvdisk verify``)::
 
 Modules, one job each: :mod:`.records` (on-disk structures and TN1150 constants),
 :mod:`.btree` (node packing and checked parsing), :mod:`.names` (the bridge to the Unicode
-rules of :mod:`.unicode`), :mod:`.tree` (what to store; overlay semantics), :mod:`.layout`
-(every block decided up front), :mod:`.writer` (bytes through :class:`atvdisk.fs.region.Region`),
+rules of :mod:`.unicode`), :mod:`.tree` (what to store; overlay semantics), :mod:`.sizing`
+(newfs_hfs's default sizes), :mod:`.layout` (every block decided up front, phase by phase), :mod:`.writer` (bytes through :class:`atvdisk.fs.region.Region`),
 :mod:`.reader`, :mod:`.errors`; the `mkhfs`/`lshfs` commands live in :mod:`atvdisk.cli.hfs`.
 
 Names below are imported lazily (``from atvdisk.fs.hfsplus import HfsTree`` works).

@@ -27,7 +27,21 @@ Volume layout (allocation blocks), as Apple's ``newfs_hfs`` orders it::
     free space
     last block (two with 512-byte blocks)  reserved: alternate volume header
 
-Defaults follow ``newfs_hfs``: 4 KiB blocks; catalog nodes of 8 KiB (4 KiB below 1 GiB or with
+The phases, each a function named after its TN1150 section and testable alone, in the order
+:func:`plan_volume` runs them:
+
+1. :func:`resolve_options` -- newfs_hfs's defaults for what the caller left unset;
+2. :func:`assign_cnids` -- catalog node IDs ("Catalog Node IDs");
+3. :func:`check_names` -- name order and duplicate checks ("Catalog File Key", "HFSX");
+4. :func:`plan_catalog` -- folder, file and thread records, with their sizes ("Catalog File
+   Data"; their bytes are built once the forks are placed);
+5. :func:`data_needs` -- blocks per file and extents overflow records ("Fork Data Structure");
+6. :func:`fit_btrees` / :func:`plan_btrees` -- B-tree node counts, and the size check ("B-Trees");
+7. :func:`journal_size`, :func:`journal_file_record` -- the journal's size and files ("Journal");
+8. :func:`allocate` -- every fork placed, in the order below ("Allocation File");
+9. :func:`volume_header` -- the volume header ("Volume Header").
+
+Defaults follow ``newfs_hfs`` (:mod:`atvdisk.fs.hfsplus.sizing`): 4 KiB blocks; catalog nodes of 8 KiB (4 KiB below 1 GiB or with
 blocks under 4 KiB); extents nodes 4 KiB; attributes nodes 8 KiB; B-tree files at least
 newfs_hfs's clump size (0.8 % of small volumes, a table above 1 GiB) so the catalog can grow;
 journal 8 MiB per 100 GiB (512 KiB below 128 MiB). When the tree does not fit with that
@@ -47,6 +61,7 @@ import os
 import struct
 import time
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from atvdisk.fs.hfsplus.btree import BTreePlan, BTreeSpec, plan_btree
@@ -111,6 +126,12 @@ from atvdisk.fs.hfsplus.records import (
     kTextEncodingMacUnicode,
     unix_to_hfs,
 )
+from atvdisk.fs.hfsplus.sizing import (
+    KIB,
+    btree_clump_size,
+    default_catalog_node_size,
+    default_journal_size,
+)
 from atvdisk.fs.hfsplus.tree import (
     BytesSource,
     ExternalSource,
@@ -123,54 +144,8 @@ from atvdisk.fs.hfsplus.tree import (
 )
 from atvdisk.layout.units import format_iec
 
-KIB = 1024
-MIB = 1024 * 1024
-GIB = 1024 * MIB
-
 JOURNAL_FILE = ".journal"
 JOURNAL_INFO_FILE = ".journal_info_block"
-JOURNAL_SECTOR = 512  # jhdr_size: the device sector size
-JOURNAL_BLHDR_SIZE = 4096
-
-# newfs_hfs clump table (MiB): volume size row -> (attributes, catalog, extents)
-_CLUMP_TABLE = (
-    (4, 4, 4), (6, 6, 4), (8, 8, 4), (11, 11, 5), (64, 32, 5), (84, 49, 6), (111, 74, 7),
-    (147, 111, 8), (194, 169, 9), (256, 256, 11), (294, 294, 14), (338, 338, 16),
-    (388, 388, 20), (446, 446, 25), (512, 512, 32),
-)  # fmt: skip
-
-
-def btree_clump_size(block_size: int, node_size: int, volume_bytes: int, file_id: int) -> int:
-    """newfs_hfs's default clump (and initial) size of a B-tree file, in bytes."""
-    sectors = volume_bytes // 512
-    mod = max(node_size, block_size)
-    column = {kHFSAttributesFileID: 0, kHFSCatalogFileID: 1}.get(file_id, 2)
-    if sectors < 0x200000:
-        clump = sectors << 2
-        clump = max(clump, 8 * node_size)
-    else:
-        i, s = 0, sectors >> 22
-        while s and i < len(_CLUMP_TABLE) - 1:
-            i += 1
-            s >>= 1
-        clump = _CLUMP_TABLE[i][column] * MIB
-    clump = clump // mod * mod
-    return clump or mod
-
-
-def default_journal_size(volume_bytes: int, block_size: int) -> int:
-    """newfs_hfs's default journal size for a volume (512-byte sectors)."""
-    min_size = JOURNAL_SECTOR * (JOURNAL_SECTOR // 16)
-    jscale = min(volume_bytes // (100 * GIB), 64)
-    size = max(8 * MIB * (jscale + 1), min_size)
-    if volume_bytes < 128 * MIB:
-        size = max(512 * KIB, min_size)
-    size = min(size, 512 * MIB)
-    return max(size, block_size)
-
-
-def default_catalog_node_size(block_size: int, volume_bytes: int) -> int:
-    return 4096 if block_size < 4096 or volume_bytes < GIB else 8192
 
 
 def text_encoding_hint(name: str) -> int:
@@ -307,10 +282,12 @@ class VolumeLayout:
         return block * self.block_size
 
 
-# --------------------------------------------------------------------------------------------
+# ============================================================================================
+# Options: newfs_hfs's defaults for everything the caller left unset.
 
 
-def _resolve(options: VolumeOptions, region_size: int) -> VolumeOptions:
+def resolve_options(options: VolumeOptions, region_size: int) -> VolumeOptions:
+    """``options`` checked and completed: node sizes, journal size, creation time, volume id."""
     bs = options.block_size
     if isinstance(bs, bool) or not isinstance(bs, int) or bs < 512 or bs > 65536 or bs & (bs - 1):
         raise HfsUnsupportedError(
@@ -332,13 +309,7 @@ def _resolve(options: VolumeOptions, region_size: int) -> VolumeOptions:
     ):
         if ns < lo or ns > 32768 or ns & (ns - 1):
             raise HfsUnsupportedError(f"invalid {what} B-tree node size {ns}")
-    js = options.journal_size
-    if options.journaled:
-        if js is None:
-            js = default_journal_size(region_size, bs)
-        elif js < 512 * KIB:
-            raise HfsUnsupportedError(f"journal size {js} is below the 512 KiB minimum")
-        js = -(-js // bs) * bs
+    js = journal_size(options.journal_size, region_size, bs) if options.journaled else None
     ct = int(time.time()) if options.create_time is None else int(options.create_time)
     vid = options.volume_id
     if vid is None:
@@ -347,82 +318,57 @@ def _resolve(options: VolumeOptions, region_size: int) -> VolumeOptions:
         raise HfsUnsupportedError(f"volume id {vid} is not a 64-bit unsigned integer")
     if options.fragment_blocks is not None and options.fragment_blocks < 1:
         raise HfsUnsupportedError("fragment_blocks must be at least 1")
-    return replace(
-        options, catalog_node_size=cns, journal_size=js if options.journaled else None, create_time=ct, volume_id=vid
-    )
+    return replace(options, catalog_node_size=cns, journal_size=js, create_time=ct, volume_id=vid)
 
 
-_KEY_HEAD = struct.Struct(">HIH")
-_THREAD_HEAD = struct.Struct(">hhIH")
-_FILE_RECORD = HFSPlusCatalogFile._FULL
-_ZEROS16 = [0] * 16
+@dataclass(frozen=True)
+class Geometry:
+    """The volume's fixed areas, in allocation blocks (TN1150 "Volume Header": the first 1024
+    bytes are reserved, the header takes the next 512, and the alternate volume header sits
+    1024 bytes before the end, followed by 512 reserved bytes)."""
+
+    block_size: int
+    total_blocks: int
+    head: int  # blocks 0 .. head-1: boot blocks and volume header
+    tail: int  # the last blocks: alternate volume header (two blocks of 512 bytes)
+
+    @classmethod
+    def of(cls, region_size: int, block_size: int) -> Geometry:
+        return cls(block_size, region_size // block_size, -(-1536 // block_size), 2 if block_size == 512 else 1)
 
 
-def _catalog_key(parent: int, name: bytes) -> bytes:
-    """HFSPlusCatalogKey bytes (same as ``HFSPlusCatalogKey(parent, HFSUniStr255(name)).pack()``)."""
-    return _KEY_HEAD.pack(6 + len(name), parent, len(name) // 2) + name
+def bitmap_blocks(total_blocks: int, block_size: int) -> int:
+    """Blocks of the allocation file for ``total_blocks`` (TN1150 "Allocation File": one bit per
+    block, the file a whole number of blocks): ceil(ceil(total / 8 bits) / block size)."""
+    return -(-(-(-total_blocks // 8)) // block_size)
 
 
-def _bsd(meta: Meta, ftype: int, special: int = 0) -> HFSPlusBSDInfo:
-    return HFSPlusBSDInfo(meta.uid, meta.gid, 0, 0, ftype | meta.mode, special)
+# ============================================================================================
+# Catalog node IDs (TN1150 "Catalog File", "Catalog Node IDs").
 
 
-def _dates(meta: Meta, default: int) -> dict[str, int]:
-    m = meta.mtime if meta.mtime is not None else default
-    return dict(
-        createDate=unix_to_hfs(meta.crtime if meta.crtime is not None else m),
-        contentModDate=unix_to_hfs(m),
-        attributeModDate=unix_to_hfs(meta.ctime if meta.ctime is not None else m),
-        accessDate=unix_to_hfs(meta.atime if meta.atime is not None else m),
-    )
+@dataclass(frozen=True)
+class CatalogIds:
+    """The CNID of every entry (by its stored keys) and the volume's next free CNID.
+
+    The root folder is kHFSRootFolderID (2); user entries count up from
+    kHFSFirstUserCatalogNodeID (16) in tree order, after ``.journal`` (16) and
+    ``.journal_info_block`` (17) on a journaled volume (``journal`` and ``journal_info`` are 0
+    without a journal). ``next_id`` becomes the volume header's nextCatalogID.
+    """
+
+    of: dict[tuple[bytes, ...], int]
+    journal: int
+    journal_info: int
+    next_id: int
 
 
-def _fork(size: int, extents: tuple[tuple[int, int], ...]) -> tuple[HFSPlusForkData, list[HFSPlusExtentRecord]]:
-    descs = [HFSPlusExtentDescriptor(s, c) for s, c in extents]
-    total = sum(c for _, c in extents)
-    overflow = [HFSPlusExtentRecord(tuple(descs[i : i + 8])) for i in range(8, len(descs), 8)]
-    return HFSPlusForkData(size, 0, total, tuple(descs[:8])), overflow
-
-
-# The Sleuth Kit (4.15, the version pytsk3 bundles) reads sizeof(hfs_thread) = 520 bytes after
-# the key of a folder thread record when it lists a directory, and refuses the directory when
-# fewer remain in the node. Folder threads are therefore never packed closer than that to the
-# end of a leaf node: a little slack, and our volumes stay readable by TSK-based tools.
-TSK_THREAD_ROOM = 520
-
-
-@dataclass
-class _Cat:
-    """One catalog record before its data is known: key, sort order, data size, builder."""
-
-    parent: int
-    order: bytes
-    key: bytes
-    size: int
-    build: object  # callable -> bytes
-    room: int = 0
-
-
-def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> VolumeLayout:
-    """Lay out ``tree`` on a volume of ``region_size`` bytes (see the module docstring)."""
-    opts = _resolve(options, region_size)
-    bs = opts.block_size
-    total_blocks = region_size // bs
-    order = NameOrder(opts.case_sensitive)
-    hfsx = opts.case_sensitive
-    ct = opts.create_time
-    assert ct is not None
-    vol_key = encode_component(opts.volume_name, path="volume name")
-
-    entries: list[TreeEntry] = list(tree.entries())
-    by_keys = {e.keys: e for e in entries}
-    root = entries[0]
-
-    # CNIDs
+def assign_cnids(entries: Sequence[TreeEntry], journaled: bool) -> CatalogIds:
+    """CNIDs for ``entries`` (the tree's entries in tree order, the root first)."""
     cnid_of: dict[tuple[bytes, ...], int] = {(): kHFSRootFolderID}
     next_cnid = kHFSFirstUserCatalogNodeID
     jnl_cnid = jib_cnid = 0
-    if opts.journaled:
+    if journaled:
         jnl_cnid, jib_cnid = next_cnid, next_cnid + 1
         next_cnid += 2
     for e in entries[1:]:
@@ -430,11 +376,30 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
         next_cnid += 1
     if next_cnid > 0xFFFFFFFF:
         raise HfsUnsupportedError("too many entries for 32-bit catalog node IDs")
+    return CatalogIds(cnid_of, jnl_cnid, jib_cnid, next_cnid)
 
-    # Names per directory: duplicates under the volume's comparison, all-ignorable names.
+
+# ============================================================================================
+# Name order and duplicate checks (TN1150 "Catalog File Key", "HFSX", "Unicode Subtleties").
+
+
+def check_names(entries: Sequence[TreeEntry], order: NameOrder, *, journaled: bool) -> dict[bytes, bytes]:
+    """Check every directory's names under the volume's comparison; return their sort keys.
+
+    Catalog keys are ordered by parent CNID, then by name under the volume's comparison
+    (:class:`NameOrder`: Apple's case folding on HFS+, binary on HFSX). Two names of one
+    directory that compare equal would be one key: refused with
+    :class:`HfsDuplicateNameError`, naming both. A name equal to the empty name (made only of
+    characters the comparison ignores) would equal the directory's thread key:
+    :class:`HfsNameError`. On a journaled volume ``.journal`` and ``.journal_info_block`` in
+    the root belong to the journal. Returns ``{stored name: sort key}`` for every name checked
+    (and ``b""``), which the catalog phase reuses.
+    """
+    hfsx = order.case_sensitive
+    by_keys = {e.keys: e for e in entries}
     sort_keys: dict[bytes, bytes] = {b"": order.empty_key}
     jnames = {}
-    if opts.journaled:
+    if journaled:
         jnames = {
             encode_component(JOURNAL_FILE): JOURNAL_FILE,
             encode_component(JOURNAL_INFO_FILE): JOURNAL_INFO_FILE,
@@ -478,15 +443,128 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
                     hint="rename one of them"
                     + ("" if hfsx else ", or build a case-sensitive volume (--case-sensitive)"),
                 )
+    return sort_keys
 
-    # Catalog records, with their sizes; data is built once blocks are allocated.
+
+# ============================================================================================
+# Catalog records and threads (TN1150 "Catalog File Data", "Catalog Folder Records",
+# "Catalog File Records", "Catalog Thread Records").
+
+_KEY_HEAD = struct.Struct(">HIH")
+_THREAD_HEAD = struct.Struct(">hhIH")
+_FILE_RECORD = HFSPlusCatalogFile._FULL
+_ZEROS16 = [0] * 16
+
+
+def _catalog_key(parent: int, name: bytes) -> bytes:
+    """HFSPlusCatalogKey bytes (same as ``HFSPlusCatalogKey(parent, HFSUniStr255(name)).pack()``)."""
+    return _KEY_HEAD.pack(6 + len(name), parent, len(name) // 2) + name
+
+
+def _bsd(meta: Meta, ftype: int, special: int = 0) -> HFSPlusBSDInfo:
+    return HFSPlusBSDInfo(meta.uid, meta.gid, 0, 0, ftype | meta.mode, special)
+
+
+def _dates(meta: Meta, default: int) -> dict[str, int]:
+    m = meta.mtime if meta.mtime is not None else default
+    return dict(
+        createDate=unix_to_hfs(meta.crtime if meta.crtime is not None else m),
+        contentModDate=unix_to_hfs(m),
+        attributeModDate=unix_to_hfs(meta.ctime if meta.ctime is not None else m),
+        accessDate=unix_to_hfs(meta.atime if meta.atime is not None else m),
+    )
+
+
+def _fork(size: int, extents: tuple[tuple[int, int], ...]) -> tuple[HFSPlusForkData, list[HFSPlusExtentRecord]]:
+    descs = [HFSPlusExtentDescriptor(s, c) for s, c in extents]
+    total = sum(c for _, c in extents)
+    overflow = [HFSPlusExtentRecord(tuple(descs[i : i + 8])) for i in range(8, len(descs), 8)]
+    return HFSPlusForkData(size, 0, total, tuple(descs[:8])), overflow
+
+
+# The Sleuth Kit (4.15, the version pytsk3 bundles) reads sizeof(hfs_thread) = 520 bytes after
+# the key of a folder thread record when it lists a directory, and refuses the directory when
+# fewer remain in the node. Folder threads are therefore never packed closer than that to the
+# end of a leaf node: a little slack, and our volumes stay readable by TSK-based tools.
+TSK_THREAD_ROOM = 520
+
+
+@dataclass
+class _Cat:
+    """One catalog record before its data is known: key, sort order, data size, builder.
+
+    ``build(allocation)`` returns the record's data once the blocks are allocated (file records
+    hold their forks' extents, the journal's records its placement)."""
+
+    parent: int
+    order: bytes
+    key: bytes
+    size: int
+    build: Callable[[Allocation], bytes]
+    room: int = 0
+
+
+@dataclass
+class CatalogPlan:
+    """The catalog's leaf records in key order, with their sizes (data is built once blocks
+    are allocated), the files whose data needs blocks, and the volume's counts."""
+
+    records: list[_Cat]
+    files: list[PlannedFile]
+    file_count: int
+    folder_count: int
+    encodings: set[int]
+
+    def sizes(self) -> list[tuple[bytes, int]]:
+        """``(key, data size)`` of every record, for :func:`plan_btree`."""
+        return [(c.key, c.size) for c in self.records]
+
+    def room(self) -> list[int]:
+        """Bytes each record needs up to the end of its node (see :data:`TSK_THREAD_ROOM`)."""
+        return [c.room for c in self.records]
+
+    def build(self, allocation: Allocation) -> list[tuple[bytes, bytes]]:
+        """Every record's ``(key, data)``, once ``allocation`` has placed the forks."""
+        records = [(c.key, c.build(allocation)) for c in self.records]
+        for (_key, d), c in zip(records, self.records, strict=True):
+            if len(d) != c.size:
+                raise AssertionError("catalog record size mismatch")
+        return records
+
+
+def plan_catalog(
+    entries: Sequence[TreeEntry],
+    ids: CatalogIds,
+    sort_keys: dict[bytes, bytes],
+    opts: VolumeOptions,
+    volume_key: bytes,
+) -> CatalogPlan:
+    """One folder or file record keyed (parent CNID, name) per entry, plus its thread record
+    keyed (own CNID, empty name) pointing back at the parent and name; the root folder's key is
+    (kHFSRootParentID, ``volume_key``: the volume name as stored). ``opts`` must be resolved
+    (:func:`resolve_options`); ``sort_keys`` is what :func:`check_names` returned.
+
+    HFSX folders count their subfolders (kHFSHasFolderCountMask); files and symlinks have
+    kHFSThreadExistsMask; symlinks are files of type ``slnk``, creator ``rhap`` (TN1150
+    "Symbolic Links"). A journaled volume's ``.journal`` and ``.journal_info_block`` are
+    invisible, locked files in the root (TN1150 "Journal").
+    """
+    hfsx = opts.case_sensitive
+    ct = opts.create_time
+    assert ct is not None
+    order = NameOrder(hfsx)
+    sort_keys = dict(sort_keys)
+    vol_key = volume_key
+    by_keys = {e.keys: e for e in entries}
+    root = entries[0]
+    cnid_of = ids.of
+
     files: list[PlannedFile] = []
-    file_of: dict[tuple[bytes, ...], PlannedFile] = {}
     cats: list[_Cat] = []
     enc_used = {kTextEncodingMacRoman}
     folder_count = file_count = 0
 
-    def add(parent: int, name: bytes, size: int, build, room: int = 0) -> None:
+    def add(parent: int, name: bytes, size: int, build: Callable[[Allocation], bytes], room: int = 0) -> None:
         key = _catalog_key(parent, name)
         sk = sort_keys.get(name)
         if sk is None:
@@ -497,7 +575,7 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
         # == HFSPlusCatalogThread(rtype, 0, parent, HFSUniStr255(name)).pack()
         rec = _THREAD_HEAD.pack(rtype, 0, parent, len(name) // 2) + name
         room = TSK_THREAD_ROOM if rtype == kHFSPlusFolderThreadRecord else 0
-        add(cnid, b"", len(rec), lambda rec=rec: rec, room)
+        add(cnid, b"", len(rec), lambda _a, rec=rec: rec, room)
 
     # root folder
     root_children = len(root.child_keys) + (2 if opts.journaled else 0)
@@ -520,7 +598,7 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
 
     enc_used.add(kTextEncodingMacUnicode)
     add(kHFSRootParentID, vol_key, HFSPlusCatalogFolder.SIZE,
-        lambda: folder_rec(root, kHFSRootFolderID, root_children, root_sub, kTextEncodingMacUnicode))  # fmt: skip
+        lambda _a: folder_rec(root, kHFSRootFolderID, root_children, root_sub, kTextEncodingMacUnicode))  # fmt: skip
     thread(kHFSRootFolderID, kHFSPlusFolderThreadRecord, kHFSRootParentID, vol_key)
 
     for e in entries[1:]:
@@ -533,15 +611,14 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
             folder_count += 1
             sub = sum(1 for k in e.child_keys if by_keys[e.keys + (k,)].kind is Kind.DIR)
             add(parent, name, HFSPlusCatalogFolder.SIZE,
-                lambda e=e, c=cnid, v=len(e.child_keys), s=sub, t=te: folder_rec(e, c, v, s, t))  # fmt: skip
+                lambda _a, e=e, c=cnid, v=len(e.child_keys), s=sub, t=te: folder_rec(e, c, v, s, t))  # fmt: skip
             thread(cnid, kHFSPlusFolderThreadRecord, parent, name)
         else:
             file_count += 1
             pf = PlannedFile(e.path, e.keys, cnid, e.kind, e.size, e.source, e.target)
             files.append(pf)
-            file_of[e.keys] = pf
 
-            def file_rec(e: TreeEntry = e, pf: PlannedFile = pf, te: int = te) -> bytes:
+            def file_rec(_a: Allocation, e: TreeEntry = e, pf: PlannedFile = pf, te: int = te) -> bytes:
                 # Same bytes as HFSPlusCatalogFile(...).pack() (tests check it), without
                 # building a dozen objects per file: this runs once per file.
                 m = e.meta
@@ -567,150 +644,266 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
             add(parent, name, HFSPlusCatalogFile.SIZE, file_rec)
             thread(cnid, kHFSPlusFileThreadRecord, parent, name)
 
-    jinfo: dict[str, int] = {}
     if opts.journaled:
         file_count += 2
         for name, cnid, date_off, which in (
-            (JOURNAL_FILE, jnl_cnid, 1, "journal"),
-            (JOURNAL_INFO_FILE, jib_cnid, 0, "jib"),
+            (JOURNAL_FILE, ids.journal, 1, "journal"),
+            (JOURNAL_INFO_FILE, ids.journal_info, 0, "jib"),
         ):
             key = encode_component(name)
 
-            def jrec(cnid: int = cnid, date_off: int = date_off, which: str = which) -> bytes:
+            def jrec(alloc: Allocation, cnid: int = cnid, date_off: int = date_off, which: str = which) -> bytes:
                 if which == "journal":
-                    size, start, blocks = jinfo["size"], jinfo["start"], jinfo["blocks"]
+                    assert alloc.journal is not None
+                    j = alloc.journal
+                    size, start, blocks = j.logical_size, j.start, j.blocks
                 else:
-                    size, start, blocks = bs, jinfo["jib"], 1
-                d = unix_to_hfs(ct) + date_off
-                return HFSPlusCatalogFile(
-                    recordType=kHFSPlusFileRecord,
-                    flags=kHFSThreadExistsMask,
-                    fileID=cnid,
-                    createDate=d,
-                    contentModDate=d,
-                    permissions=HFSPlusBSDInfo(0, 0, 0, UF_NODUMP, S_IFREG, 1),
-                    userInfo=FileInfo(kJournalFileType, kHFSPlusCreator, kIsInvisible | kNameLocked),
-                    textEncoding=kTextEncodingMacRoman,
-                    dataFork=HFSPlusForkData(size, 0, blocks, (HFSPlusExtentDescriptor(start, blocks),)),
-                ).pack()
+                    size, start, blocks = opts.block_size, alloc.journal_info_block, 1
+                return journal_file_record(cnid, unix_to_hfs(ct) + date_off, size, start, blocks)
 
             add(kHFSRootFolderID, key, HFSPlusCatalogFile.SIZE, jrec)
             thread(cnid, kHFSPlusFileThreadRecord, kHFSRootFolderID, key)
 
     cats.sort(key=lambda c: (c.parent, c.order))
-    cat_sizes = [(c.key, c.size) for c in cats]
-    cat_room = [c.room for c in cats]
+    return CatalogPlan(cats, files, file_count, folder_count, enc_used)
 
-    # Data block counts (and, in fragment mode, the overflow extents they will need).
-    frag = opts.fragment_blocks
-    need_blocks = {id(f): -(-f.size // bs) for f in files}
+
+# ============================================================================================
+# Forks: how many blocks each file's data needs (TN1150 "Fork Data Structure", "Extents
+# Overflow File": a fork's first eight extents live in its catalog record, the rest in
+# extent records of eight in the extents overflow B-tree).
+
+
+@dataclass(frozen=True)
+class DataNeeds:
+    """Blocks each file needs (in the order of the files given), the extents overflow records
+    their forks will take, and the totals."""
+
+    blocks: list[int]
+    overflow_records: int
+    data_blocks: int
+    gap_blocks: int
+
+
+def data_needs(files: Sequence[PlannedFile], block_size: int, fragment_blocks: int | None) -> DataNeeds:
+    """Each file's data rounded up to whole blocks in one extent, or with ``fragment_blocks``
+    (tests) in runs of that many blocks with a free block between runs."""
+    frag = fragment_blocks
+    need = [-(-f.size // block_size) for f in files]
 
     def runs(n: int) -> int:
         return -(-n // frag) if frag else (1 if n else 0)
 
-    overflow_count = sum(max(0, -(-(runs(n) - 8) // 8)) for n in need_blocks.values() if runs(n) > 8)
-    data_blocks = sum(need_blocks.values())
-    gap_blocks = sum(max(0, runs(n) - 1) for n in need_blocks.values()) if frag else 0
+    overflow = sum(max(0, -(-(runs(n) - 8) // 8)) for n in need if runs(n) > 8)
+    gaps = sum(max(0, runs(n) - 1) for n in need) if frag else 0
+    return DataNeeds(need, overflow, sum(need), gaps)
 
+
+# ============================================================================================
+# B-tree node counts (TN1150 "B-Trees"; sizes as newfs_hfs makes them).
+
+
+@dataclass(frozen=True)
+class BTreePlans:
+    """The node counts of the three B-trees (``attributes`` is None without one)."""
+
+    catalog: BTreePlan
+    attributes: BTreePlan | None
+    extents: BTreePlan
+
+    def blocks(self, block_size: int) -> int:
+        """Allocation blocks the three B-tree files take."""
+        return (
+            self.extents.file_size // block_size
+            + (self.attributes.file_size // block_size if self.attributes else 0)
+            + self.catalog.file_size // block_size
+        )
+
+
+def btree_specs(opts: VolumeOptions) -> tuple[BTreeSpec, BTreeSpec, BTreeSpec]:
+    """The catalog, extents and attributes B-trees' header facts: node size, maximum key
+    length, attributes (big keys; variable-length index keys for catalog and attributes) and
+    the catalog's key comparison (kHFSCaseFolding on HFS+, kHFSBinaryCompare on HFSX)."""
     cat_spec = BTreeSpec(
         opts.catalog_node_size or 4096,
         kHFSPlusCatalogKeyMaximumLength,
         kBTBigKeysMask | kBTVariableIndexKeysMask,
-        kHFSBinaryCompare if hfsx else kHFSCaseFolding,
+        kHFSBinaryCompare if opts.case_sensitive else kHFSCaseFolding,
     )
     ext_spec = BTreeSpec(opts.extents_node_size, kHFSPlusExtentKeyMaximumLength, kBTBigKeysMask, 0)
     attr_spec = BTreeSpec(
         opts.attributes_node_size, kHFSPlusAttrKeyMaximumLength, kBTBigKeysMask | kBTVariableIndexKeysMask, 0
     )
-    ext_placeholder = [(HFSPlusExtentKey().pack(), HFSPlusExtentRecord.SIZE)] * overflow_count
+    return cat_spec, ext_spec, attr_spec
 
-    head = -(-1536 // bs)
-    tail = 2 if bs == 512 else 1
-    jib_blocks = 1 if opts.journaled else 0
-    jnl_blocks = (opts.journal_size or 0) // bs
 
-    def trees(generous: bool) -> tuple[BTreePlan, BTreePlan | None, BTreePlan]:
-        def mins(file_id: int, ns: int, extra: int = 0) -> int:
-            if not generous:
-                return 1
-            c = btree_clump_size(bs, ns, region_size, file_id)
-            return max(c, extra) // ns
+def plan_btrees(
+    opts: VolumeOptions,
+    region_size: int,
+    catalog_sizes: Sequence[tuple[bytes, int]],
+    catalog_room: Sequence[int],
+    overflow_records: int,
+    *,
+    generous: bool,
+) -> BTreePlans:
+    """Node counts of the catalog (its records), extents (``overflow_records`` records, all of
+    one size) and attributes (empty) B-trees. ``generous``: each file at least newfs_hfs's
+    clump size so the tree can grow (and the catalog at least ``opts.catalog_min_size``);
+    otherwise just what the records need. Each file is a whole number of blocks."""
+    bs = opts.block_size
+    cat_spec, ext_spec, attr_spec = btree_specs(opts)
+    ext_placeholder = [(HFSPlusExtentKey().pack(), HFSPlusExtentRecord.SIZE)] * overflow_records
 
-        def mult(ns: int) -> int:
-            return max(1, bs // ns)
+    def mins(file_id: int, ns: int) -> int:
+        if not generous:
+            return 1
+        return btree_clump_size(bs, ns, region_size, file_id) // ns
 
-        clump = {fid: btree_clump_size(bs, ns, region_size, fid) for fid, ns in (
-            (kHFSCatalogFileID, cat_spec.node_size),
-            (kHFSExtentsFileID, ext_spec.node_size),
-            (kHFSAttributesFileID, attr_spec.node_size),
-        )}  # fmt: skip
-        cp = plan_btree(
-            cat_sizes,
-            cat_spec,
-            min_total_nodes=max(
-                mins(kHFSCatalogFileID, cat_spec.node_size),
-                -(-(opts.catalog_min_size or 0) // cat_spec.node_size),
-            ),
-            node_multiple=mult(cat_spec.node_size),
-            clump_size=clump[kHFSCatalogFileID],
-            room=cat_room,
+    def mult(ns: int) -> int:
+        return max(1, bs // ns)
+
+    clump = {fid: btree_clump_size(bs, ns, region_size, fid) for fid, ns in (
+        (kHFSCatalogFileID, cat_spec.node_size),
+        (kHFSExtentsFileID, ext_spec.node_size),
+        (kHFSAttributesFileID, attr_spec.node_size),
+    )}  # fmt: skip
+    cp = plan_btree(
+        catalog_sizes,
+        cat_spec,
+        min_total_nodes=max(
+            mins(kHFSCatalogFileID, cat_spec.node_size),
+            -(-(opts.catalog_min_size or 0) // cat_spec.node_size),
+        ),
+        node_multiple=mult(cat_spec.node_size),
+        clump_size=clump[kHFSCatalogFileID],
+        room=catalog_room,
+    )
+    ep = plan_btree(
+        ext_placeholder,
+        ext_spec,
+        min_total_nodes=mins(kHFSExtentsFileID, ext_spec.node_size),
+        node_multiple=mult(ext_spec.node_size),
+        clump_size=clump[kHFSExtentsFileID],
+    )
+    ap = None
+    if opts.attributes_file:
+        ap = plan_btree(
+            [],
+            attr_spec,
+            min_total_nodes=mins(kHFSAttributesFileID, attr_spec.node_size),
+            node_multiple=mult(attr_spec.node_size),
+            clump_size=clump[kHFSAttributesFileID],
         )
-        ep = plan_btree(
-            ext_placeholder,
-            ext_spec,
-            min_total_nodes=mins(kHFSExtentsFileID, ext_spec.node_size),
-            node_multiple=mult(ext_spec.node_size),
-            clump_size=clump[kHFSExtentsFileID],
-        )
-        ap = None
-        if opts.attributes_file:
-            ap = plan_btree(
-                [],
-                attr_spec,
-                min_total_nodes=mins(kHFSAttributesFileID, attr_spec.node_size),
-                node_multiple=mult(attr_spec.node_size),
-                clump_size=clump[kHFSAttributesFileID],
-            )
-        return cp, ap, ep
+    return BTreePlans(cp, ap, ep)
 
-    def bitmap_blocks(total: int) -> int:
-        return -(-(-(-total // 8)) // bs)  # ceil(ceil(total / 8 bits) / block size)
 
-    def meta_blocks(cp: BTreePlan, ap: BTreePlan | None, ep: BTreePlan) -> int:
-        return (
-            head
-            + tail
-            + jib_blocks
-            + jnl_blocks
-            + ep.file_size // bs
-            + (ap.file_size // bs if ap else 0)
-            + cp.file_size // bs
-        )
+def fit_btrees(geometry: Geometry, opts: VolumeOptions, region_size: int, catalog: CatalogPlan, needs: DataNeeds) -> BTreePlans:
+    """The B-trees at newfs_hfs's sizes if everything fits with them, else at the sizes their
+    records need; :class:`HfsSpaceError` (saying by how much) if even that does not fit."""
+    bs = geometry.block_size
+    total = geometry.total_blocks
+    fixed_blocks = (
+        geometry.head + geometry.tail + journal_blocks(opts) + needs.data_blocks + needs.gap_blocks
+    )
+    sizes, room = catalog.sizes(), catalog.room()
+    fixed = 0
+    for generous in (True, False):
+        plans = plan_btrees(opts, region_size, sizes, room, needs.overflow_records, generous=generous)
+        fixed = fixed_blocks + plans.blocks(bs)
+        if fixed + bitmap_blocks(total, bs) <= total:
+            return plans
+    need = fixed
+    while need < fixed + bitmap_blocks(need, bs):
+        need = fixed + bitmap_blocks(need, bs)
+    need_bytes = need * bs
+    short = need_bytes - region_size
+    raise HfsSpaceError(
+        f"the tree does not fit: {catalog.file_count} files and {catalog.folder_count} directories "
+        f"({format_iec(sum(f.size for f in catalog.files))} of data) need a volume of at least "
+        f"{need_bytes} bytes ({format_iec(need_bytes)}), {short} bytes more than the "
+        f"{region_size}-byte region",
+        shortfall=short,
+        hint=f"make the volume at least {format_iec(need_bytes)}, or leave files out",
+    )
 
-    plans = trees(True)
-    fixed = meta_blocks(*plans) + data_blocks + gap_blocks
-    if fixed + bitmap_blocks(total_blocks) > total_blocks:
-        plans = trees(False)
-        fixed = meta_blocks(*plans) + data_blocks + gap_blocks
-        if fixed + bitmap_blocks(total_blocks) > total_blocks:
-            need = fixed
-            while need < fixed + bitmap_blocks(need):
-                need = fixed + bitmap_blocks(need)
-            need_bytes = need * bs
-            short = need_bytes - region_size
-            raise HfsSpaceError(
-                f"the tree does not fit: {file_count} files and {folder_count} directories "
-                f"({format_iec(sum(f.size for f in files))} of data) need a volume of at least "
-                f"{need_bytes} bytes ({format_iec(need_bytes)}), {short} bytes more than the "
-                f"{region_size}-byte region",
-                shortfall=short,
-                hint=f"make the volume at least {format_iec(need_bytes)}, or leave files out",
-            )
-    cat_plan, attr_plan, ext_plan = plans
 
-    # Place everything.
-    cursor = head
-    used: list[tuple[int, int]] = [(0, head)]
+# ============================================================================================
+# Journal (TN1150 "Journal": the journal info block and the journal file, both files of the
+# root folder, ``.journal_info_block`` and ``.journal``).
+
+
+def journal_size(requested: int | None, region_size: int, block_size: int) -> int:
+    """The journal file's size: newfs_hfs's default for the volume, or ``requested`` (at least
+    512 KiB), rounded up to whole blocks."""
+    if requested is None:
+        js = default_journal_size(region_size, block_size)
+    elif requested < 512 * KIB:
+        raise HfsUnsupportedError(f"journal size {requested} is below the 512 KiB minimum")
+    else:
+        js = requested
+    return -(-js // block_size) * block_size
+
+
+def journal_blocks(opts: VolumeOptions) -> int:
+    """Blocks of the journal info block and the journal (0 on a volume without journal)."""
+    if not opts.journaled:
+        return 0
+    return 1 + (opts.journal_size or 0) // opts.block_size
+
+
+def journal_file_record(cnid: int, date: int, size: int, start: int, blocks: int) -> bytes:
+    """The catalog file record of ``.journal`` or ``.journal_info_block``: invisible, name
+    locked, type ``jrnl`` creator ``hfs+``, owned by root, no-dump, data in one extent."""
+    return HFSPlusCatalogFile(
+        recordType=kHFSPlusFileRecord,
+        flags=kHFSThreadExistsMask,
+        fileID=cnid,
+        createDate=date,
+        contentModDate=date,
+        permissions=HFSPlusBSDInfo(0, 0, 0, UF_NODUMP, S_IFREG, 1),
+        userInfo=FileInfo(kJournalFileType, kHFSPlusCreator, kIsInvisible | kNameLocked),
+        textEncoding=kTextEncodingMacRoman,
+        dataFork=HFSPlusForkData(size, 0, blocks, (HFSPlusExtentDescriptor(start, blocks),)),
+    ).pack()
+
+
+# ============================================================================================
+# Allocation (TN1150 "Allocation File"; the order newfs_hfs uses, see the module docstring).
+
+
+@dataclass
+class Allocation:
+    """Where every fork went: the special files, the journal, the extents overflow records of
+    fragmented files (packed, in key order), the used block ranges (merged) and the block after
+    the last one allocated. Files' extents are set on their :class:`PlannedFile`."""
+
+    allocation: ForkPlacement
+    journal_info_block: int
+    journal: ForkPlacement | None
+    extents: ForkPlacement
+    attributes: ForkPlacement | None
+    catalog: ForkPlacement
+    extents_records: list[tuple[bytes, bytes]]
+    used_extents: list[tuple[int, int]]
+    next_block: int
+
+    @property
+    def used_blocks(self) -> int:
+        return sum(n for _, n in self.used_extents)
+
+
+def allocate(
+    geometry: Geometry, opts: VolumeOptions, trees: BTreePlans, files: Sequence[PlannedFile], needs: DataNeeds
+) -> Allocation:
+    """Place the bitmap, the journal, the B-trees and each file's data, in that order, from the
+    first block after the volume header; the last block(s) hold the alternate volume header.
+    The size check (:func:`fit_btrees`) must have passed."""
+    bs = geometry.block_size
+    total_blocks = geometry.total_blocks
+    tail = geometry.tail
+    frag = opts.fragment_blocks
+    cursor = geometry.head
+    used: list[tuple[int, int]] = [(0, geometry.head)]
 
     def take(n: int) -> int:
         nonlocal cursor
@@ -720,26 +913,24 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
             used.append((start, n))
         return start
 
-    bm_blocks = bitmap_blocks(total_blocks)
+    def btree_fork(plan: BTreePlan) -> ForkPlacement:
+        n = plan.file_size // bs
+        return ForkPlacement(take(n), n, plan.file_size, plan.clump_size)
+
+    bm_blocks = bitmap_blocks(total_blocks, bs)
     allocation = ForkPlacement(take(bm_blocks), bm_blocks, bm_blocks * bs, bm_blocks * bs)
     jib_block = 0
     journal = None
     if opts.journaled:
         jib_block = take(1)
+        jnl_blocks = (opts.journal_size or 0) // bs
         journal = ForkPlacement(take(jnl_blocks), jnl_blocks, opts.journal_size or 0, 0)
-        jinfo.update(size=journal.logical_size, start=journal.start, blocks=journal.blocks, jib=jib_block)
-    extents = ForkPlacement(take(ext_plan.file_size // bs), ext_plan.file_size // bs, ext_plan.file_size,
-                            ext_plan.clump_size)  # fmt: skip
-    attributes = None
-    if attr_plan is not None:
-        attributes = ForkPlacement(take(attr_plan.file_size // bs), attr_plan.file_size // bs,
-                                   attr_plan.file_size, attr_plan.clump_size)  # fmt: skip
-    catalog = ForkPlacement(take(cat_plan.file_size // bs), cat_plan.file_size // bs, cat_plan.file_size,
-                            cat_plan.clump_size)  # fmt: skip
+    extents = btree_fork(trees.extents)
+    attributes = btree_fork(trees.attributes) if trees.attributes is not None else None
+    catalog = btree_fork(trees.catalog)
 
     ext_records: list[tuple[HFSPlusExtentKey, HFSPlusExtentRecord]] = []
-    for f in files:
-        n = need_blocks[id(f)]
+    for f, n in zip(files, needs.blocks, strict=True):
         if n == 0:
             continue
         if frag:
@@ -763,16 +954,11 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
             fork_block += sum(d.blockCount for d in rec.extents)
     used.append((total_blocks - tail, tail))
     if cursor > total_blocks - tail:
-        raise AssertionError("layout overflow")  # the size check above prevents this
+        raise AssertionError("layout overflow")  # the size check prevents this
     ext_records.sort(key=lambda r: r[0].order())
     extents_records = [(k.pack(), r.pack()) for k, r in ext_records]
-    if len(extents_records) != overflow_count:
+    if len(extents_records) != needs.overflow_records:
         raise AssertionError("overflow extent count mismatch")
-
-    catalog_records = [(c.key, c.build()) for c in cats]  # type: ignore[operator]
-    for (_key, d), c in zip(catalog_records, cats, strict=True):
-        if len(d) != c.size:
-            raise AssertionError("catalog record size mismatch")
 
     used.sort()
     merged: list[tuple[int, int]] = []
@@ -781,82 +967,141 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
             merged[-1] = (merged[-1][0], merged[-1][1] + n)
         else:
             merged.append((s, n))
-    used_blocks = sum(n for _, n in merged)
+    return Allocation(allocation, jib_block, journal, extents, attributes, catalog, extents_records, merged, cursor)
 
+
+# ============================================================================================
+# Volume header (TN1150 "Volume Header").
+
+
+def volume_header(
+    opts: VolumeOptions, geometry: Geometry, ids: CatalogIds, catalog: CatalogPlan, alloc: Allocation
+) -> HFSPlusVolumeHeader:
+    """The volume header (both copies): signature and version (H+ 4, or HX 5), attributes
+    (unmounted, unused nodes zeroed, journaled), dates, counts, free blocks, default clump
+    sizes, next CNID, encodings used, the volume id in finderInfo[6..7] and the special files'
+    forks."""
+    bs = geometry.block_size
+    total_blocks = geometry.total_blocks
+    hfsx = opts.case_sensitive
+    ct = opts.create_time
+    assert ct is not None
     vid = opts.volume_id or 0
     enc_bitmap = 0
-    for enc in enc_used:
+    for enc in catalog.encodings:
         enc_bitmap |= 1 << encoding_bit(enc)
     attrs = kHFSVolumeUnmountedMask | kHFSUnusedNodeFixMask
     if opts.journaled:
         attrs |= kHFSVolumeJournaledMask
     clump_data = (-(-16 * 4096 // bs) * bs) if bs > 4096 else 16 * bs
     hdate = unix_to_hfs(ct)
-    header = HFSPlusVolumeHeader(
+    cursor = alloc.next_block
+    return HFSPlusVolumeHeader(
         signature=kHFSXSigWord if hfsx else kHFSPlusSigWord,
         version=kHFSXVersion if hfsx else kHFSPlusVersion,
         attributes=attrs,
         lastMountedVersion=kHFSJMountVersion if opts.journaled else kHFSPlusMountVersion,
-        journalInfoBlock=jib_block,
+        journalInfoBlock=alloc.journal_info_block,
         createDate=hdate,
         modifyDate=hdate,
         backupDate=0,
         checkedDate=hdate,
-        fileCount=file_count,
-        folderCount=folder_count,
+        fileCount=catalog.file_count,
+        folderCount=catalog.folder_count,
         blockSize=bs,
         totalBlocks=total_blocks,
-        freeBlocks=total_blocks - used_blocks,
-        nextAllocation=cursor if cursor < total_blocks else head,
+        freeBlocks=total_blocks - alloc.used_blocks,
+        nextAllocation=cursor if cursor < total_blocks else geometry.head,
         rsrcClumpSize=clump_data,
         dataClumpSize=clump_data,
-        nextCatalogID=next_cnid,
+        nextCatalogID=ids.next_id,
         writeCount=1,
         encodingsBitmap=enc_bitmap,
         finderInfo=(0, 0, 0, 0, 0, 0, vid >> 32, vid & 0xFFFFFFFF),
-        allocationFile=allocation.fork_data(),
-        extentsFile=extents.fork_data(),
-        catalogFile=catalog.fork_data(),
-        attributesFile=attributes.fork_data() if attributes else HFSPlusForkData(),
+        allocationFile=alloc.allocation.fork_data(),
+        extentsFile=alloc.extents.fork_data(),
+        catalogFile=alloc.catalog.fork_data(),
+        attributesFile=alloc.attributes.fork_data() if alloc.attributes else HFSPlusForkData(),
         startupFile=HFSPlusForkData(),
     )
+
+
+# ============================================================================================
+# The whole layout, phase by phase.
+
+
+def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> VolumeLayout:
+    """Lay out ``tree`` on a volume of ``region_size`` bytes (see the module docstring)."""
+    opts = resolve_options(options, region_size)
+    volume_key = encode_component(opts.volume_name, path="volume name")
+    entries: list[TreeEntry] = list(tree.entries())
+    ids = assign_cnids(entries, opts.journaled)
+    sort_keys = check_names(entries, NameOrder(opts.case_sensitive), journaled=opts.journaled)
+    catalog = plan_catalog(entries, ids, sort_keys, opts, volume_key)
+    geometry = Geometry.of(region_size, opts.block_size)
+    needs = data_needs(catalog.files, opts.block_size, opts.fragment_blocks)
+    trees = fit_btrees(geometry, opts, region_size, catalog, needs)
+    alloc = allocate(geometry, opts, trees, catalog.files, needs)
+    catalog_records = catalog.build(alloc)
+    header = volume_header(opts, geometry, ids, catalog, alloc)
     return VolumeLayout(
         options=opts,
         region_size=region_size,
-        block_size=bs,
-        total_blocks=total_blocks,
-        head_blocks=head,
-        tail_blocks=tail,
-        allocation=allocation,
-        journal_info_block=jib_block,
-        journal=journal,
-        extents=extents,
-        attributes=attributes,
-        catalog=catalog,
-        extents_plan=ext_plan,
-        attributes_plan=attr_plan,
-        catalog_plan=cat_plan,
-        extents_records=extents_records,
+        block_size=geometry.block_size,
+        total_blocks=geometry.total_blocks,
+        head_blocks=geometry.head,
+        tail_blocks=geometry.tail,
+        allocation=alloc.allocation,
+        journal_info_block=alloc.journal_info_block,
+        journal=alloc.journal,
+        extents=alloc.extents,
+        attributes=alloc.attributes,
+        catalog=alloc.catalog,
+        extents_plan=trees.extents,
+        attributes_plan=trees.attributes,
+        catalog_plan=trees.catalog,
+        extents_records=alloc.extents_records,
         catalog_records=catalog_records,
-        catalog_room=cat_room,
-        files=files,
-        used_extents=merged,
+        catalog_room=catalog.room(),
+        files=catalog.files,
+        used_extents=alloc.used_extents,
         header=header,
-        counts={"files": file_count, "folders": folder_count, "data_bytes": sum(f.size for f in files)},
+        counts={
+            "files": catalog.file_count,
+            "folders": catalog.folder_count,
+            "data_bytes": sum(f.size for f in catalog.files),
+        },
     )
 
 
 __all__ = [
-    "VolumeOptions",
-    "VolumeLayout",
-    "PlannedFile",
-    "ForkPlacement",
-    "plan_volume",
-    "btree_clump_size",
-    "default_journal_size",
-    "default_catalog_node_size",
-    "text_encoding_hint",
-    "PathSource",
+    "Allocation",
+    "BTreePlans",
     "BytesSource",
+    "CatalogIds",
+    "CatalogPlan",
+    "DataNeeds",
     "ExternalSource",
+    "ForkPlacement",
+    "Geometry",
+    "PathSource",
+    "PlannedFile",
+    "VolumeLayout",
+    "VolumeOptions",
+    "allocate",
+    "assign_cnids",
+    "bitmap_blocks",
+    "btree_specs",
+    "check_names",
+    "data_needs",
+    "fit_btrees",
+    "journal_blocks",
+    "journal_file_record",
+    "journal_size",
+    "plan_btrees",
+    "plan_catalog",
+    "plan_volume",
+    "resolve_options",
+    "text_encoding_hint",
+    "volume_header",
 ]
