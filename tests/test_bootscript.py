@@ -17,7 +17,7 @@ def plan_for(layout_name="atv1-openelec", atv_disk=None):
     layout = load_layout(layout_name)
     if atv_disk:
         layout = dataclasses.replace(layout, disk=dataclasses.replace(layout.disk, atv_disk=atv_disk))
-    return resolve(layout, SEED_BYTES, 512)
+    return resolve(layout, SEED_BYTES, 512, seed="bootscript-tests")
 
 
 def test_default_script_names_the_atvs_devices_and_the_right_fsck():
