@@ -9,11 +9,13 @@ half-written disk); :mod:`atvdisk.verify` reads it all back.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from atvdisk import manifest
 from atvdisk.bootscript import BootScript, generate
 from atvdisk.errors import BuildError, InputError
 from atvdisk.fs import hfs_adapter
@@ -28,8 +30,10 @@ from atvdisk.inputs.tree import FileTree, Inline, Node
 from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import FsKind, Layout, NameBy
+from atvdisk.manifest import Manifest
 from atvdisk.progress import Progress
 from atvdisk.target.access import DiskAccess
+from atvdisk.verify import expected_entries
 
 log = logging.getLogger("atvdisk.build")
 
@@ -67,6 +71,8 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
     # sha256 of the data each file was given while writing (partition -> path -> digest)
     hashes: dict[int, dict[str, str]] = field(default_factory=dict)
+    settings: BuildSettings | None = None
+    manifest: Manifest | None = None  # written by apply() (None before, or without a holder)
 
 
 def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipped: list[str] | None = None) -> Prepared:
@@ -95,7 +101,12 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
             warnings.extend(boot_report.warnings)
     hfs = {}
     if skipped is not None:
-        return Prepared(plan, contents, bootscript, boot_report, hfs, warnings)
+        return Prepared(plan, contents, bootscript, boot_report, hfs, warnings, settings=settings)
+    if manifest.holder(plan) is None:
+        warnings.append(
+            f"layout {layout.name} has no FAT32 or ext4 partition to hold atvdisk's manifest: `verify` will need this"
+            " build's options, and `write` cannot grow an image of it"
+        )
     for number, pc in contents.items():
         p = pc.partition
         if p.fs.kind.is_hfs:
@@ -108,7 +119,7 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
                 )
         elif p.fs.kind in (FsKind.EXT4, FsKind.FAT32):
             _check_fits(p, pc.tree)
-    return Prepared(plan, contents, bootscript, boot_report, hfs, warnings)
+    return Prepared(plan, contents, bootscript, boot_report, hfs, warnings, settings=settings)
 
 
 def _small_file_reader(node: Node) -> bytes:
@@ -171,9 +182,41 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
             elif p.fs.kind is FsKind.FAT32:
                 assert tree is not None
                 make_fat32(access.path, p, tree, workdir=workdir, epoch=_epoch(tree), hashes=hashes)
+    holder = manifest.holder(plan)
+    if holder is not None and prepared.settings is not None:
+        with progress.step(f"write atvdisk's manifest (layout, seed, sha256 of every file) to partition {holder.number} {holder.name}"):
+            write_manifest(prepared, access, holder, workdir=workdir)
     with progress.step(f"write the GPT ({len(plan.partitions)} partitions)" + (" and the hybrid MBR" if plan.hybrid_mbr else "")):
         write_partition_table(access.path, plan)
         access.after_partition_table()
+
+
+def write_manifest(prepared: Prepared, access: DiskAccess, holder: PlannedPartition, *, workdir: str) -> None:
+    """Hash every file not hashed while writing (host files, generated ones), write the manifest
+    into ``holder``, and add it to that partition's tree (so verification expects it)."""
+    settings = prepared.settings
+    assert settings is not None
+    entries = {}
+    for number, pc in prepared.contents.items():
+        known = prepared.hashes.setdefault(number, {})
+        found = expected_entries(pc.tree, pc.partition.fs.kind, known)
+        known.update({e.path: e.sha256 for e in found if e.sha256})
+        entries[number] = found
+    inputs = settings.inputs
+    record = manifest.make(
+        settings.effective_layout(),
+        prepared.plan,
+        seed=prepared.plan.seed or "",
+        epoch=settings.epoch,
+        name_by=settings.name_by,
+        inputs={"openelec": inputs.openelec.path if inputs.openelec else None, "restore": inputs.restore, "recovery": inputs.recovery},
+        entries=entries,
+    )
+    data = manifest.write(access.path, holder, record, workdir=workdir)
+    prepared.manifest = record
+    tree = prepared.contents[holder.number].tree
+    tree.add_file(manifest.MANIFEST_NAME, Inline(data), len(data), mode=0o644, mtime=settings.epoch, origin="atvdisk's manifest")
+    prepared.hashes[holder.number][manifest.MANIFEST_NAME] = hashlib.sha256(data).hexdigest()
 
 
 def _epoch(tree: FileTree) -> int:

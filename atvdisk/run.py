@@ -102,3 +102,37 @@ def run(
     if result.stderr.strip():
         log.debug("  stderr: %s", result.stderr.strip())
     return result
+
+
+def capture(command: list[str | os.PathLike[str]], *, limit: int, env: dict[str, str] | None = None, ok_codes: tuple[int, ...] = (0,)) -> tuple[int, bytes, str] | None:
+    """Run ``command`` and return ``(exit code, stdout bytes, stderr)``, reading at most
+    ``limit`` bytes of its output: None (the tool is killed) when it would print more.
+
+    For reading files out of untrusted filesystems (``mtype``, ``debugfs -R cat``) in bounded
+    memory. Raises :class:`ToolError` for an exit code outside ``ok_codes``.
+    """
+    import subprocess
+
+    command = [os.fspath(c) for c in command]
+    exe = which(command[0])
+    log.info("$ %s", shlex.join(command))
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    with subprocess.Popen([exe, *command[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        out = bytearray()
+        while len(out) <= limit:
+            chunk = proc.stdout.read(min(1 << 20, limit + 1 - len(out)))
+            if not chunk:
+                break
+            out += chunk
+        if len(out) > limit:
+            proc.kill()
+            proc.wait()
+            log.info("  more than %d bytes of output: stopped", limit)
+            return None
+        stderr = proc.stderr.read(1 << 20).decode(errors="replace")
+        code = proc.wait()
+    if code not in ok_codes:
+        raise ToolError(list(command), code, stderr)
+    return code, bytes(out), stderr

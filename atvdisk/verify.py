@@ -28,6 +28,7 @@ from atvdisk.inputs.feed import feed
 from atvdisk.inputs.tree import FileTree, NodeKind
 from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.layout.schema import FsKind
+from atvdisk.manifest import MANIFEST_NAME, Found
 from atvdisk.run import run
 
 
@@ -47,13 +48,15 @@ class VerifyReport:
 def verify(
     device: str,
     plan: Plan,
-    contents: dict[int, PartitionContents],
+    contents: dict[int, PartitionContents] | None = None,
     *,
+    expected: dict[int, list[Entry]] | None = None,
     complete: dict[int, bool] | None = None,
     workdir: str | None = None,
     known_hashes: dict[int, dict[str, str]] | None = None,
 ) -> VerifyReport:
-    """Verify ``device`` (image file or block device) against ``plan`` and ``contents``.
+    """Verify ``device`` (image file or block device) against ``plan`` and ``contents`` (the
+    trees the sources make) or ``expected`` (each partition's entries, e.g. from the manifest).
 
     ``complete[n]`` False means some of partition n's sources were not given (standalone verify
     without every input): then files found there but not expected are not mismatches.
@@ -64,6 +67,8 @@ def verify(
     report = VerifyReport()
     complete = complete or {}
     known_hashes = known_hashes or {}
+    contents = contents or {}
+    expected = expected or {}
     with tempfile.TemporaryDirectory(prefix="atvdisk-verify-", dir=workdir) as tmp:
         with open(device, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -76,7 +81,10 @@ def verify(
             part = VerifyReport()
             try:
                 with open(device, "rb") as pf:
-                    _check_partition(device, pf, p, contents.get(p.number), complete.get(p.number, True), part, tmp, known_hashes.get(p.number, {}))
+                    want = expected.get(p.number)
+                    if want is None and p.number in contents:
+                        want = expected_entries(contents[p.number].tree, p.fs.kind, known_hashes.get(p.number, {}))
+                    _check_partition(device, pf, p, want, complete.get(p.number, True), part, tmp)
             except ToolError as e:
                 part.bad(f"partition {p.number} ({p.name}): {e}")
             return part
@@ -128,7 +136,7 @@ def _check_table(f, plan: Plan, report: VerifyReport) -> None:  # noqa: ANN001 -
 # -- filesystems ----------------------------------------------------------------------------
 
 
-def _check_partition(device: str, f, p: PlannedPartition, pc: PartitionContents | None, complete: bool, report: VerifyReport, tmp: str, known: dict[str, str]) -> None:  # noqa: ANN001
+def _check_partition(device: str, f, p: PlannedPartition, expected: list[Entry] | None, complete: bool, report: VerifyReport, tmp: str) -> None:  # noqa: ANN001
     name = f"partition {p.number} ({p.name})"
     kind = p.fs.kind
     if kind is FsKind.NONE:
@@ -142,7 +150,7 @@ def _check_partition(device: str, f, p: PlannedPartition, pc: PartitionContents 
         found = _ext4_entries(device, f, p, report, name, tmp)
     else:
         found = _hfs_entries(device, p, report, name)
-    if found is None or pc is None:
+    if found is None or expected is None:
         return
     if kind.is_hfs and p.fs.journal:
         # Apple's newfs_hfs puts the journal in two files at the root; they belong there.
@@ -150,8 +158,7 @@ def _check_partition(device: str, f, p: PlannedPartition, pc: PartitionContents 
         if set(journal_files) != {".journal", ".journal_info_block"} or any(e.kind is not NodeKind.FILE for e in journal_files.values()):
             report.bad(f"{name}: a journaled volume needs the files /.journal and /.journal_info_block")
         found = [e for e in found if e.path not in journal_files]
-    expected = expected_entries(pc.tree, kind, known)
-    _compare(name, kind, expected, found, complete, report)
+    compare(name, kind, expected, found, complete, report)
 
 
 def _check_swap(f, p: PlannedPartition, report: VerifyReport, name: str) -> None:  # noqa: ANN001
@@ -423,7 +430,9 @@ def expected_entries(tree: FileTree, kind: FsKind, known: dict[str, str] | None 
     return out
 
 
-def _compare(name: str, kind: FsKind, expected: list[Entry], found: list[Entry], complete: bool, report: VerifyReport) -> None:
+def compare(name: str, kind: FsKind, expected: list[Entry], found: list[Entry], complete: bool, report: VerifyReport) -> None:
+    """Every expected entry must be found with the same kind, size, sha256, target, mode and
+    owner (where both sides have them); with ``complete``, nothing else may be found."""
     norm = hfs_adapter.stored_form if kind.is_hfs else (lambda s: s)
     want = {norm(e.path): e for e in expected}
     have = {norm(e.path): e for e in found}
@@ -470,3 +479,25 @@ def _sha256_file(path: str) -> str:
 
 
 __all__ = ["verify", "VerifyReport", "Entry", "expected_entries", "UsageError"]
+
+
+def manifest_entry(found: Found, kind: FsKind) -> Entry:
+    """The manifest file itself, as it must be found in the partition that holds it."""
+    digest = hashlib.sha256(found.data).hexdigest()
+    perms = kind is not FsKind.FAT32
+    return Entry(MANIFEST_NAME, NodeKind.FILE, len(found.data), 0o644 if perms else None, 0 if perms else None, 0 if perms else None, digest)
+
+
+def verify_manifest(device: str, found: Found, disk_bytes: int, sector_size: int, *, workdir: str | None = None) -> tuple[Plan, VerifyReport]:
+    """Verify ``device`` against the manifest found on it: the plan its layout and seed give
+    for the device's size (so a disk an image was written and grown to verifies too), and every
+    file it lists (kind, size, sha256, mode, owner, link target)."""
+    plan = found.manifest.plan(disk_bytes, sector_size)
+    expected = found.manifest.expected()
+    holder = plan.partitions[found.partition - 1] if 0 < found.partition <= len(plan.partitions) else None
+    if holder is not None:
+        expected.setdefault(found.partition, []).append(manifest_entry(found, holder.fs.kind))
+    report = verify(device, plan, expected=expected, workdir=workdir)
+    m = found.manifest
+    report.checked.insert(0, f"manifest on partition {found.partition}: layout {m.layout_name}, seed {m.seed!r}, built by atvdisk {m.atvdisk_version}, {m.files} files")
+    return plan, report

@@ -276,10 +276,13 @@ def test_verify_catches_a_changed_byte(tmp_path):
 
 
 def test_verify_without_inputs_checks_what_it_can(tmp_path):
+    """A disk without atvdisk's manifest (removed here with mtools) is checked against the layout."""
     img = tmp_path / "v.img"
     atvdisk("build", img, "--size", "4G", "--example")
+    subprocess.run(["mdel", "-i", f"{img}@@{40 * 512}", "::/atvdisk-manifest.json"], check=True)
     r = atvdisk("verify", img)
     assert r.returncode == 0
+    assert "carries no atvdisk manifest" in r.stderr
     assert "not checked: partition 2 (Recovery): tarball {restore} (give --restore to check it)" in r.stderr
     assert "ok: GPT (both copies) and protective MBR" in r.stderr
 

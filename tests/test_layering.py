@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "atvdisk"
 
 # The rooms, bottom to top, and the rooms (plus spine modules) each may import.
-SPINE = {"atvdisk", "atvdisk.__main__", "atvdisk.build", "atvdisk.verify", "atvdisk.bootscript", "atvdisk.errors", "atvdisk.run", "atvdisk.progress"}
+SPINE = {"atvdisk", "atvdisk.__main__", "atvdisk.build", "atvdisk.verify", "atvdisk.bootscript", "atvdisk.errors", "atvdisk.run", "atvdisk.progress", "atvdisk.manifest"}
 # layout/ is pure; the HFS+ rules it validates names and journal sizes against are pure too.
 HFS_RULES = {"atvdisk.fs.hfsplus.unicode", "atvdisk.fs.hfsplus.sizing"}
 ALLOWED = {

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import click
 
+from atvdisk import manifest
 from atvdisk.build import BuildSettings, Prepared, apply, prepare
 from atvdisk.cli.common import Console, layout_option, parse_size_option, seed_option
 from atvdisk.errors import DiskTooSmall, TargetRefused, UsageError, VerifyError
@@ -24,7 +25,7 @@ from atvdisk.progress import Progress
 from atvdisk.target import checks as targets
 from atvdisk.target.access import BlockAccess, ImageAccess
 from atvdisk.target.probe import TargetKind, probe_size
-from atvdisk.verify import VerifyReport, verify
+from atvdisk.verify import VerifyReport, compare, expected_entries, verify, verify_manifest
 
 
 def _epoch() -> int:
@@ -217,7 +218,8 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
 
 def _count_steps(prepared: Prepared, *, known_zero: bool, verify_after: bool) -> int:
     fs_steps = sum(1 for p in prepared.plan.partitions if p.fs.kind.value != "none")
-    return fs_steps + 1 + (0 if known_zero else 1) + (1 if verify_after else 0)
+    manifest_step = 1 if manifest.holder(prepared.plan) is not None else 0
+    return fs_steps + manifest_step + 1 + (0 if known_zero else 1) + (1 if verify_after else 0)
 
 
 def _verify_step(prepared: Prepared, device: str, progress: Progress, workdir: str) -> VerifyReport:
@@ -280,31 +282,58 @@ def _print_result(console: Console, result: BuildResult, as_json: bool) -> None:
 @click.argument("target", metavar="TARGET")
 @input_options
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-@click.pass_obj
-def verify_cmd(console: Console, target: str, layout_name: str, seed: str | None, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, as_json: bool) -> None:  # noqa: ANN001
-    """Read TARGET (a disk or image) back and check it against the layout and the inputs.
+@click.pass_context
+def verify_cmd(ctx: click.Context, target: str, layout_name: str, seed: str | None, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, as_json: bool) -> None:  # noqa: ANN001
+    """Read TARGET (a disk or image) back and check it against what it should hold.
 
-    Give the same layout and options the build had. Inputs that are not given are not checked
-    (the files they provide are reported as unchecked); generated files (boot script,
-    keyword, media seeds) always are.
+    A disk atvdisk built carries a manifest (layout, options, seed, sha256 of every file): with
+    no options, everything is checked against it. Inputs given as well (--openelec, --restore,
+    --recovery, --example) are checked against the manifest too. A disk without a manifest is
+    checked against the layout and inputs given (those not given are reported as unchecked).
 
     \b
-    Example:
+    Examples:
+      atvdisk verify /dev/sdf
       atvdisk verify demo.img --example
     """
-    layout = load_layout(layout_name)
+    console: Console = ctx.obj
     info = probe_size(target)
-    with ExitStack() as stack:
-        inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack)
-        settings = BuildSettings(layout=layout, inputs=inputs, epoch=_epoch(), seed=seed, name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
-        unchecked: list[str] = []
-        prepared = prepare(settings, info.size_bytes, info.sector_size, skipped=unchecked)
-        complete = {n: pc.complete for n, pc in prepared.contents.items()}
-        with tempfile.TemporaryDirectory(prefix="atvdisk-verify-") as workdir:
+    found = manifest.find(target, info.sector_size)
+    given = {name: ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT for name in ("layout_name", "seed", "atv_disk", "name_by")}
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="atvdisk-verify-") as workdir:
+        any_input = bool(openelec or restore or recovery or example)
+        if found is not None:
+            m = found.manifest
+            plan, report = verify_manifest(target, found, info.size_bytes, info.sector_size, workdir=workdir)
+            for what, value, recorded in (("layout", layout_name, m.layout_name), ("seed", seed, m.seed), ("--atv-disk", _atv_disk(atv_disk), m.atv_disk), ("--name-by", name_by, m.name_by.value if m.name_by else None)):
+                key = {"layout": "layout_name", "seed": "seed", "--atv-disk": "atv_disk", "--name-by": "name_by"}[what]
+                if given[key] and value != recorded:
+                    report.bad(f"the manifest says {what} {recorded!r}, not {value!r}")
+            if any_input:
+                layout = m.layout()
+                inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack)
+                settings = BuildSettings(layout=layout, inputs=inputs, epoch=m.epoch, seed=m.seed, name_by=m.name_by)
+                unchecked: list[str] = []
+                prepared = prepare(settings, info.size_bytes, info.sector_size, skipped=unchecked)
+                recorded_entries = m.expected()
+                for number, pc in sorted(prepared.contents.items()):
+                    name = f"partition {number} ({pc.partition.name}): the manifest against the inputs given"
+                    recorded = [e for e in recorded_entries.get(number, []) if e.path != manifest.MANIFEST_NAME]
+                    compare(name, pc.partition.fs.kind, expected_entries(pc.tree, pc.partition.fs.kind), recorded, pc.complete, report)
+                report.unchecked.extend(unchecked)
+        else:
+            if not any(given.values()) and not any_input:
+                console.info(f"{target} carries no atvdisk manifest: checking it against the default layout (give the build's --layout and inputs)")
+            layout = load_layout(layout_name)
+            inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack)
+            settings = BuildSettings(layout=layout, inputs=inputs, epoch=_epoch(), seed=seed, name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
+            unchecked = []
+            prepared = prepare(settings, info.size_bytes, info.sector_size, skipped=unchecked)
+            complete = {n: pc.complete for n, pc in prepared.contents.items()}
             report = verify(target, prepared.plan, prepared.contents, complete=complete, workdir=workdir)
-        report.unchecked.extend(unchecked)
+            report.unchecked.extend(unchecked)
     if as_json:
-        console.out(json.dumps({"format": "atvdisk-verify/1", "target": target, "checked": report.checked, "mismatches": report.mismatches, "unchecked": report.unchecked}, indent=2, ensure_ascii=False))
+        console.out(json.dumps({"format": "atvdisk-verify/1", "target": target, "manifest": found is not None, "checked": report.checked, "mismatches": report.mismatches, "unchecked": report.unchecked}, indent=2, ensure_ascii=False))
     else:
         for line in report.checked:
             console.info(f"ok: {line}")

@@ -12,7 +12,7 @@ from atvdisk.errors import BuildError
 from atvdisk.inputs.staging import materialise
 from atvdisk.inputs.tree import FileTree
 from atvdisk.layout.plan import PlannedPartition
-from atvdisk.run import run
+from atvdisk.run import capture, run
 
 
 def debugfs_quote(path: str) -> str:
@@ -62,3 +62,38 @@ def make_ext4(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str,
         errors = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("debugfs ")]
         if errors:
             raise BuildError(f"debugfs could not set owners and times on {p.name}: {errors[0]}", hint="run with --debug for the full output")
+
+
+def add_file(device: str, p: PlannedPartition, name: str, data: bytes, *, workdir: str, epoch: int) -> None:
+    """Add one file at the root of partition ``p``'s ext4 filesystem (already made): owned by
+    root, mode 0644, every time ``epoch`` (reproducible images)."""
+    with tempfile.TemporaryDirectory(prefix="atvdisk-ext4-", dir=workdir) as tmp:
+        src = Path(tmp) / "data"
+        src.write_bytes(data)
+        q = debugfs_quote("/" + name)
+        script = Path(tmp) / "add.debugfs"
+        script.write_text(
+            "\n".join(
+                [f"write {debugfs_quote(str(src))} {debugfs_quote(name)}", f"sif {q} uid 0", f"sif {q} gid 0", f"sif {q} mode 0100644"]
+                + [f"sif {q} {t} @{epoch}" for t in ("mtime", "ctime", "atime", "crtime")]
+            )
+            + "\n"
+        )
+        result = run(["debugfs", "-w", "-f", str(script), f"{device}?offset={p.offset}"], env={"E2FSPROGS_FAKE_TIME": str(epoch)})
+        errors = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("debugfs ")]
+        if errors:
+            raise BuildError(f"debugfs could not add /{name} to {p.name}: {errors[0]}", hint="run with --debug for the full output")
+
+
+def read_file(device: str, offset: int, name: str, *, limit: int) -> bytes | None:
+    """The bytes of the regular file ``name`` at the root of the ext4 filesystem at ``offset``;
+    None when it is not there. Raises BuildError when it is larger than ``limit`` bytes."""
+    spec = f"{device}?offset={offset}"
+    q = debugfs_quote("/" + name)
+    stat = run(["debugfs", "-R", f"stat {q}", spec], ok_codes=tuple(range(256)))
+    if "Type: regular" not in stat.stdout:
+        return None
+    result = capture(["debugfs", "-R", f"cat {q}", spec], limit=limit, ok_codes=tuple(range(256)))
+    if result is None:
+        raise BuildError(f"{device}: /{name} on the ext4 filesystem at byte {offset} is larger than {limit} bytes", hint="it is not a file atvdisk wrote")
+    return result[1]

@@ -4,13 +4,14 @@ partition's sector, ``mmd``/``mcopy -i IMAGE@@OFFSET`` fill it; nothing is mount
 
 from __future__ import annotations
 
+import os
 import tempfile
 
 from atvdisk.errors import BuildError
 from atvdisk.inputs.staging import materialise
 from atvdisk.inputs.tree import FileTree, NodeKind
 from atvdisk.layout.plan import PlannedPartition
-from atvdisk.run import run
+from atvdisk.run import capture, run
 
 FAT_SECTOR = 512  # mkfs.fat's logical sector, and the unit of its --offset
 
@@ -63,3 +64,24 @@ def make_fat32(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str
         for path, node in entries:
             if node.kind is NodeKind.FILE:
                 run(["mcopy", "-i", image, "-p", "-m", "-o", str(staging / path), f"::/{path}"], env=env)
+
+
+def add_file(device: str, p: PlannedPartition, name: str, data: bytes, *, workdir: str, epoch: int) -> None:
+    """Add one file at the root of partition ``p``'s FAT filesystem (already made), dated ``epoch``."""
+    with tempfile.TemporaryDirectory(prefix="atvdisk-fat-", dir=workdir) as tmp:
+        src = f"{tmp}/{name}"
+        with open(src, "wb") as f:
+            f.write(data)
+        os.utime(src, (epoch, epoch))
+        env = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0", "SOURCE_DATE_EPOCH": str(epoch)}
+        run(["mcopy", "-i", f"{device}@@{p.offset}", "-p", "-m", "-o", src, f"::/{name}"], env=env)
+
+
+def read_file(device: str, offset: int, name: str, *, limit: int) -> bytes | None:
+    """The bytes of the file ``name`` at the root of the FAT filesystem at ``offset``; None when
+    it is not there. Raises BuildError when it is larger than ``limit`` bytes."""
+    result = capture(["mtype", "-i", f"{device}@@{offset}", f"::/{name}"], limit=limit, env={"MTOOLS_SKIP_CHECK": "1"}, ok_codes=tuple(range(256)))
+    if result is None:
+        raise BuildError(f"{device}: /{name} on the FAT filesystem at byte {offset} is larger than {limit} bytes", hint="it is not a file atvdisk wrote")
+    code, data, _ = result
+    return data if code == 0 else None

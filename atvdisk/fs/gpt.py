@@ -244,6 +244,42 @@ def read_table(f: BinaryIO, sector_size: int, total_sectors: int) -> GptTable:
     return GptTable(mbr, primary, backup, entries)
 
 
+@dataclass(frozen=True)
+class GptPrimary:
+    """The primary GPT alone: what a disk's partitions are even when its backup GPT is not at the
+    end (an image written to a larger disk) or is damaged."""
+
+    header: GptHeader
+    entries: tuple[GptEntry, ...]
+
+    @property
+    def partitions(self) -> list[tuple[int, GptEntry]]:
+        return [(i, e) for i, e in enumerate(self.entries, 1) if not e.unused]
+
+
+def read_primary(f: BinaryIO, sector_size: int) -> GptPrimary:
+    """Read and check (CRCs, entry array bounds) the primary GPT header and entries only."""
+    f.seek(sector_size)
+    raw = f.read(sector_size)
+    if len(raw) != sector_size:
+        raise GptError("short read at sector 1", hint="the disk or image is truncated")
+    header = GptHeader.unpack(raw, "primary GPT header (sector 1)")
+    if header.my_lba != 1:
+        raise GptError(f"primary GPT header says it is at sector {header.my_lba}", hint="the GPT is damaged")
+    if header.entry_size != GPT_ENTRY_SIZE or header.num_entries > 1024 or header.entries_lba < 2:
+        raise GptError(f"unusual GPT entry array: {header.num_entries} x {header.entry_size} bytes at sector {header.entries_lba}", hint="the GPT is damaged")
+    nbytes = header.num_entries * header.entry_size
+    f.seek(header.entries_lba * sector_size)
+    array = f.read(nbytes)
+    if len(array) != nbytes or zlib.crc32(array) != header.entries_crc32:
+        raise GptError("primary GPT entry array CRC mismatch", hint="the GPT is damaged")
+    entries = tuple(GptEntry.unpack(array[i : i + GPT_ENTRY_SIZE]) for i in range(0, nbytes, GPT_ENTRY_SIZE))
+    for number, e in enumerate(entries, 1):
+        if not e.unused and not (header.first_usable <= e.first_lba <= e.last_lba <= header.last_usable):
+            raise GptError(f"GPT partition {number} (sectors {e.first_lba}-{e.last_lba}) lies outside the usable sectors {header.first_usable}-{header.last_usable}", hint="the GPT is damaged")
+    return GptPrimary(header, entries)
+
+
 def rewrite_table(f: BinaryIO, sector_size: int, table: GptTable, entries: tuple[GptEntry, ...], disk_guid: str, mbr: Mbr | None = None) -> None:
     """Write both GPT copies with new entries/disk GUID (CRCs recomputed) and optionally a new MBR."""
     array = b"".join(e.pack() for e in entries)

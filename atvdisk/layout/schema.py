@@ -10,6 +10,7 @@ says what would fix it. The README's "Layout files" section documents the schema
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 import tomllib
@@ -211,6 +212,7 @@ class Layout:
     partitions: tuple[PartitionSpec, ...]
     boot: BootSpec | None = None
     directory: str | None = None  # directory of the layout file, for {layout_dir}
+    text: str | None = field(default=None, repr=False, compare=False)  # the TOML it was parsed from (the on-disk manifest records it)
 
     def partition(self, name: str) -> PartitionSpec:
         for p in self.partitions:
@@ -272,7 +274,8 @@ def parse_layout(text: str, *, source: str = "<string>", name: str = "layout", d
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise LayoutError(f"not valid TOML: {e}", source=source, hint="check the syntax at the position given") from e
-    return _Parser(source, name, directory).layout(data)
+    layout = _Parser(source, name, directory).layout(data)
+    return dataclasses.replace(layout, text=text)
 
 
 _GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")

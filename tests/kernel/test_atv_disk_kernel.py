@@ -301,6 +301,7 @@ class Layouts:
     factory: Plan  # sdb
     summaries: dict[str, dict]  # atvdisk build --json per image
     result: GuestResult
+    tmp: Path  # the images
 
 
 LAYOUTS_SCRIPT = """
@@ -354,7 +355,7 @@ def layouts(module_run_guest, tmp_path_factory: pytest.TempPathFactory) -> Layou
     )
     disks = [tmp / "device.img", tmp / "factory.img", tmp / "label.img"]
     result = module_run_guest(disks, script, env={"WRITTEN": WRITTEN}, timeout=300)
-    return Layouts(sample, plan, factory, summaries, result)
+    return Layouts(sample, plan, factory, summaries, result, tmp)
 
 
 def test_layouts_script_completed(layouts: Layouts) -> None:
@@ -424,7 +425,13 @@ def test_efi_mounts_as_vfat(layouts: Layouts) -> None:
         mount = layouts.result.mount(name)
         assert mount.rc == 0 and mount.fstype == "vfat" and not mount.read_only, (mount.stderr, mount.dmesg_text())
         assert not [line for line in mount.dmesg if "FAT-fs" in line], mount.dmesg_text()
-        assert set(layouts.result.listing(name)) == {"."}  # the layouts put nothing on EFI
+        # The layouts put nothing on EFI but atvdisk's manifest (the boot chain never reads EFI).
+        listing = layouts.result.listing(name)
+        assert set(listing) == {".", "atvdisk-manifest.json"}
+        image = layouts.tmp / ("device.img" if name == "efi" else "factory.img")
+        data = subprocess.run(["mtype", "-i", f"{image}@@{40 * 512}", "::/atvdisk-manifest.json"], check=True, capture_output=True).stdout
+        assert listing["atvdisk-manifest.json"].sha256 == hashlib.sha256(data).hexdigest()
+        assert json.loads(data)["seed"] == SEED
         assert layouts.result.umount(name).rc == 0
 
 
