@@ -25,7 +25,13 @@ from atvdisk.progress import Progress
 from atvdisk.target import checks as targets
 from atvdisk.target.access import BlockAccess, ImageAccess
 from atvdisk.target.probe import TargetKind, probe_size
-from atvdisk.verify import VerifyReport, compare, expected_entries, verify, verify_manifest
+from atvdisk.verify import (
+    VerifyReport,
+    compare,
+    expected_entries,
+    verify,
+    verify_manifest,
+)
 
 
 def _epoch() -> int:
