@@ -3,12 +3,12 @@
 runs once, in the same order, so slow phases of the shared machine hit all sides alike.
 
 1. ``atvdisk build atv.img --size 4G`` with the synthetic payload (``--no-verify``, and with its
-   default read-back verification) against the *physical limit*: ``cp`` of the same input files
-   (KERNEL, KERNEL.md5, SYSTEM, SYSTEM.md5, atv_restore.tar.gz, atv_recovery.tar.gz) into a new
-   directory of the same filesystem, then ``sync FILE...`` (an fsync of every copy): the bytes the
-   image receives, written and flushed once. atvdisk ends with an fsync of the image too.
-   A third figure compares the verified build with cp + fsync + ``cmp`` of every copy against
-   its source (a copy that is also read back and checked).
+   default read-back verification) against the *physical limit* (the headline, issue 12): ``cp -a``
+   of the payload *already extracted* (KERNEL, SYSTEM and their md5 files, the restore tree and
+   the recovery tree: the bytes the disk receives) into a new directory of the same filesystem,
+   then ``sync FILE...`` (an fsync of every copy). The older baseline stays beside it: ``cp`` of
+   the 6 input files as they are (the tarballs compressed) + fsync, and that copy + ``cmp``.
+   atvdisk ends with an fsync of the image too.
 5. The same builds to a 2 TiB sparse image: time and allocated bytes (st_blocks * 512) against
    the 4 GiB build. "About the same" is taken as within 1.25x.
 6. The original procedure's runnable subset (bench/procedure.py) against the atvdisk build.
@@ -35,12 +35,27 @@ from common import (
     size_mb,
     spread,
     stopwatch,
+    tree_files,
     verdict,
 )
 from payload import AtvPayload
 
 SCALE_LIMIT = 1.25
-BUILD_LIMIT = 1.3
+BUILD_LIMIT = 1.5  # issue 12: --no-verify within 1.5x of cp -a of the extracted payload + fsync
+VERIFY_LIMIT = 2.0  # issue 12: verified within 2x of the same
+OLD_LIMIT = 1.3  # issue 6's target against cp of the input files (kept for comparison)
+
+
+def cpa_baseline(work: Path, extracted: Path) -> Sample:
+    """cp -a of the extracted payload into a new directory, then fsync of every copied file."""
+    dest = work / "cpa-dest"
+    remove(dest)
+    settle()
+    with stopwatch() as s:
+        run(["cp", "-a", str(extracted), str(dest)])
+        run(["sync", *map(str, tree_files(dest))])
+    remove(dest)
+    return s
 
 
 def cp_baseline(work: Path, payload: AtvPayload, *, compare: bool) -> tuple[Sample, Sample, Sample | None]:
@@ -64,12 +79,12 @@ def cp_baseline(work: Path, payload: AtvPayload, *, compare: bool) -> tuple[Samp
     return cp, total, with_cmp
 
 
-def run_all(work: Path, payload: AtvPayload, runs: int, *, smoke: bool, scale: bool, procedure_plan: dict | None, procedure_error: str | None) -> list[Section]:
+def run_all(work: Path, payload: AtvPayload, extracted: Path, runs: int, *, smoke: bool, scale: bool, procedure_plan: dict | None, procedure_error: str | None) -> list[Section]:
     from procedure import timed_procedure
 
     image = work / "atv.img"
     big = work / "atv-2t.img"
-    samples: dict[str, list[Sample]] = {k: [] for k in ("cp", "cp_sync", "cp_sync_cmp", "build", "build_verify", "build_2t", "build_2t_verify", "procedure")}
+    samples: dict[str, list[Sample]] = {k: [] for k in ("cpa_sync", "cp", "cp_sync", "cp_sync_cmp", "build", "build_verify", "build_2t", "build_2t_verify", "procedure")}
     alloc: dict[str, int] = {}
     steps: dict[str, dict[str, list[float]]] = {"build": {}, "build_verify": {}, "build_2t": {}, "build_2t_verify": {}}
     startup: dict[str, list[float]] = {k: [] for k in steps}
@@ -84,7 +99,10 @@ def run_all(work: Path, payload: AtvPayload, runs: int, *, smoke: bool, scale: b
             steps[name].setdefault(step_key(st["step"]), []).append(st["seconds"])
         startup[name].append(s.wall - (summary.get("seconds") or 0.0))
 
+    extracted_files = tree_files(extracted)
+    extracted_bytes = sum(f.stat().st_size for f in extracted_files)
     for _ in range(runs):
+        samples["cpa_sync"].append(cpa_baseline(work, extracted))
         cp, cp_sync, cp_cmp = cp_baseline(work, payload, compare=True)
         samples["cp"].append(cp)
         samples["cp_sync"].append(cp_sync)
@@ -110,12 +128,21 @@ def run_all(work: Path, payload: AtvPayload, runs: int, *, smoke: bool, scale: b
     cpu = {k: median([s.cpu for s in v]) for k, v in samples.items() if v}
     nbytes = payload.bytes
     s1 = Section("1. Full build of atv1-openelec (4 GiB image) vs the physical limit")
+    limit = med["cpa_sync"]
+    for key, name, label, target in (("1a", "build", "atvdisk build --no-verify", BUILD_LIMIT), ("1b", "build_verify", "atvdisk build (default: with verification)", VERIFY_LIMIT)):
+        r = med[name] / limit
+        s1.rows.append(Row(key, f"{label} vs cp -a of the extracted payload + fsync ({len(extracted_files)} files, {size_mb(extracted_bytes)})", secs(med[name]), secs(limit), f"{r:.2f}x", f"<= {target}x", verdict(r <= target, smoke)))
     base = med["cp_sync"]
-    for key, name, label in (("1a", "build", "atvdisk build --no-verify"), ("1b", "build_verify", "atvdisk build (default: with verification)")):
+    for key, name, label in (("1c", "build", "atvdisk build --no-verify"), ("1d", "build_verify", "atvdisk build (with verification)")):
         r = med[name] / base
-        s1.rows.append(Row(key, f"{label} vs cp + fsync of the 6 input files ({size_mb(nbytes)})", secs(med[name]), secs(base), f"{r:.2f}x", f"<= {BUILD_LIMIT}x", verdict(r <= BUILD_LIMIT, smoke)))
+        s1.rows.append(Row(key, f"{label} vs cp + fsync of the 6 input files as given ({size_mb(nbytes)}, tarballs compressed)", secs(med[name]), secs(base), f"{r:.2f}x", f"<= {OLD_LIMIT}x (issue 6)", verdict(r <= OLD_LIMIT, smoke)))
     r = med["build_verify"] / med["cp_sync_cmp"]
-    s1.rows.append(Row("1c", "atvdisk build (with verification) vs cp + fsync + cmp (copy read back and compared)", secs(med["build_verify"]), secs(med["cp_sync_cmp"]), f"{r:.2f}x", "-", "info"))
+    s1.rows.append(Row("1e", "atvdisk build (with verification) vs cp + fsync + cmp of the input files (copy read back and compared)", secs(med["build_verify"]), secs(med["cp_sync_cmp"]), f"{r:.2f}x", "-", "info"))
+    s1.notes.append(
+        f"Headline baseline (rows 1a, 1b): `cp -a` of the extracted payload ({extracted_bytes:,} bytes in {len(extracted_files)} files: KERNEL, SYSTEM, their .md5, "
+        f"the restore and recovery trees) into a new directory of the same filesystem, then `sync FILE...` (fsync of every copy): {secs(limit)} "
+        f"({extracted_bytes / limit / 1e6:.0f} MB/s), samples {spread([s.wall for s in samples['cpa_sync']])}."
+    )
     s1.notes.append(
         f"Baseline: `cp` of the 6 input files ({nbytes:,} bytes: KERNEL, SYSTEM, their .md5, atv_restore.tar.gz, atv_recovery.tar.gz) into a new directory "
         f"of the same filesystem, then `sync FILE...` (fsync of each copy): cp alone {secs(med['cp'])}, with fsync {secs(base)} "
@@ -129,11 +156,11 @@ def run_all(work: Path, payload: AtvPayload, runs: int, *, smoke: bool, scale: b
     )
     s1.notes.append(
         "CPU seconds (median, user+system of all processes): "
-        + ", ".join(f"{k} {cpu[k]:.2f}" for k in ("cp_sync", "cp_sync_cmp", "build", "build_verify") if k in cpu)
+        + ", ".join(f"{k} {cpu[k]:.2f}" for k in ("cpa_sync", "cp_sync", "cp_sync_cmp", "build", "build_verify") if k in cpu)
         + f". Samples (min-max wall): cp+fsync {spread([s.wall for s in samples['cp_sync']])}, build {spread([s.wall for s in samples['build']])}, "
         f"build+verify {spread([s.wall for s in samples['build_verify']])}."
     )
-    s1.data = {"samples": {k: [(s.wall, s.cpu) for s in v] for k, v in samples.items()}, "steps": steps, "allocated": alloc, "payload_bytes": nbytes}
+    s1.data = {"samples": {k: [(s.wall, s.cpu) for s in v] for k, v in samples.items()}, "steps": steps, "allocated": alloc, "payload_bytes": nbytes, "extracted_bytes": extracted_bytes}
     sections = [s1]
 
     if scale:

@@ -155,6 +155,7 @@ class Sizes:
     media: MediaSpec
     hfs: HfsSpec
     rss_file: int  # the large file of the memory benchmark's restore tarball
+    many_files: int  # small files in the memory benchmark's many-file restore tarball
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -165,6 +166,7 @@ FULL = Sizes(
     media=MediaSpec(large=200 * MB, medium_count=30, medium=3 * MB, small_count=200, small_max=64 * 1024),
     hfs=HfsSpec(large=(150 * MB, 300 * MB), small_count=10_000),
     rss_file=2000 * MB,
+    many_files=100_000,
 )
 
 SMOKE = Sizes(
@@ -172,6 +174,7 @@ SMOKE = Sizes(
     media=MediaSpec(large=2 * MB, medium_count=3, medium=100_000, small_count=20, small_max=8 * 1024),
     hfs=HfsSpec(large=(3 * MB, 6 * MB), small_count=300),
     rss_file=32 * MB,
+    many_files=2_000,
 )
 
 
@@ -262,6 +265,35 @@ def atv_payload(cache: Path, spec: AtvSpec) -> AtvPayload:
     oe = d / "openelec"
     files = (oe / "KERNEL", oe / "KERNEL.md5", oe / "SYSTEM", oe / "SYSTEM.md5", d / "atv_restore.tar.gz", d / "atv_recovery.tar.gz")
     return AtvPayload(oe, d / "atv_restore.tar.gz", d / "atv_recovery.tar.gz", files)
+
+
+def extracted(cache: Path, payload: AtvPayload) -> Path:
+    """The payload as the disk holds it, unpacked once: ``openelec/`` (KERNEL, SYSTEM and their
+    md5 files), ``restore/`` and ``recovery/`` (each tarball extracted by Python's tarfile). The
+    headline baseline copies this tree with ``cp -a``: the bytes the build writes, without
+    the work of getting them out of the tarballs."""
+
+    def build(d: Path) -> None:
+        shutil.copytree(payload.openelec, d / "openelec")
+        for name, tarball in (("restore", payload.restore), ("recovery", payload.recovery)):
+            with tarfile.open(tarball, "r:gz") as tar:
+                tar.extractall(d / name, filter="data")
+
+    spec = {"atv": str(payload.openelec.parent.name)}  # the atv payload's cache key names its spec
+    return cached(cache, "atv-extracted", spec, build)
+
+
+def many_files_restore(cache: Path, spec: AtvSpec, count: int) -> Path:
+    """The restore tarball with ``count`` more small files (64 B to 1 KiB, 100 to a directory):
+    the memory benchmark's many-file case."""
+
+    def build(d: Path) -> None:
+        members = restore_members(spec)
+        for i, size in enumerate(small_sizes(count, "many-files", 64, 1024)):
+            members.append(Member(f"Many/{i // 10_000:02d}/{(i // 100) % 100:02d}/file-{i:06d}", size, f"many-{i}"))
+        write_tar_gz(d / "atv_restore.tar.gz", members)
+
+    return cached(cache, "restore-many", {"atv": asdict(spec), "count": count}, build) / "atv_restore.tar.gz"
 
 
 def big_restore(cache: Path, spec: AtvSpec, size: int) -> Path:

@@ -46,7 +46,7 @@ from common import (
 )
 from imagecheck import describe, differences, file_count
 
-PEER_LIMIT = 0.8
+PEER_LIMIT = 1.3  # issue 12: within 1.3x systemd-repart (issue 6 asked 0.8x the faster peer)
 DISK = "4G"
 REPART_SEED = "6f1c5c3e-3f0a-4b8e-9d55-0a7d2b3c4e51"
 
@@ -209,7 +209,7 @@ def run_peers(work: Path, media: Path, runs: int, *, smoke: bool) -> Section:
         settle()
 
     if "atvdisk" in errors:
-        sec.rows.append(Row("2a", "atvdisk vs the faster peer", "-", "-", "-", f"<= {PEER_LIMIT}x", f"FAIL: atvdisk: {errors['atvdisk']}"))
+        sec.rows.append(Row("2a", "atvdisk vs systemd-repart", "-", "-", "-", f"<= {PEER_LIMIT}x", f"FAIL: atvdisk: {errors['atvdisk']}"))
         return sec
     med = {k: median([s.wall for s in v]) for k, v in samples.items() if v}
     ref = descriptions.get("atvdisk")
@@ -218,12 +218,16 @@ def run_peers(work: Path, media: Path, runs: int, *, smoke: bool) -> Section:
         if name != "atvdisk" and ref is not None:
             same[name] = differences(ref, d)
     ok_peers = [k for k in ("genimage", "systemd-repart") if k in med and not same.get(k)]
-    if ok_peers:
+    if "systemd-repart" in ok_peers:
+        r = med["atvdisk"] / med["systemd-repart"]
+        below = "genimage" not in ok_peers or med["atvdisk"] < med["genimage"]
+        sec.rows.append(Row("2a", "atvdisk build --no-verify vs systemd-repart (and faster than genimage)", secs(med["atvdisk"]), secs(med["systemd-repart"]), f"{r:.2f}x", f"<= {PEER_LIMIT}x and < genimage", verdict(r <= PEER_LIMIT and below, smoke)))
+    elif ok_peers:
         fastest = min(ok_peers, key=lambda k: med[k])
         r = med["atvdisk"] / med[fastest]
-        sec.rows.append(Row("2a", f"atvdisk build --no-verify vs the faster peer ({fastest})", secs(med["atvdisk"]), secs(med[fastest]), f"{r:.2f}x", f"<= {PEER_LIMIT}x", verdict(r <= PEER_LIMIT, smoke)))
+        sec.rows.append(Row("2a", f"atvdisk build --no-verify vs {fastest} (systemd-repart could not be compared)", secs(med["atvdisk"]), secs(med[fastest]), f"{r:.2f}x", f"<= {PEER_LIMIT}x systemd-repart", "info"))
     else:
-        sec.rows.append(Row("2a", "atvdisk vs the faster peer", secs(med["atvdisk"]), "-", "-", f"<= {PEER_LIMIT}x", "no peer produced a comparable image (see below)"))
+        sec.rows.append(Row("2a", "atvdisk vs the peers", secs(med["atvdisk"]), "-", "-", f"<= {PEER_LIMIT}x systemd-repart", "no peer produced a comparable image (see below)"))
     for key, name in (("2b", "genimage"), ("2c", "systemd-repart")):
         if name in errors:
             sec.rows.append(Row(key, f"{name}: same image", "-", "-", "-", "-", f"could not run: {errors[name]}"))

@@ -20,8 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-ROWS = {"1a", "1b", "1c", "2a", "2b", "2c", "3a", "3b", "4a", "4b", "5a", "5b", "5c", "6a", "6b"}
-ROWS_WITH_TARGETS = {"1a", "1b", "2a", "3a", "3b", "4a", "5a", "5b", "5c"}
+ROWS = {"1a", "1b", "1c", "1d", "1e", "2a", "2b", "2c", "3a", "3b", "4a", "4b", "4c", "5a", "5b", "5c", "6a", "6b"}
+ROWS_WITH_TARGETS = {"1a", "1b", "1c", "1d", "2a", "3a", "3b", "4a", "4c", "5a", "5b", "5c"}
 
 
 def table_rows(text: str) -> dict[str, list[str]]:
