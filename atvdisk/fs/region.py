@@ -18,6 +18,9 @@ Positions are relative to the region start (``offset`` bytes into the file or de
   ``pread``/``pwrite`` through one reusable buffer (memory does not grow with ``n``).
 * ``write_stream(pos, stream, n)`` copies exactly ``n`` bytes from a file-like object (a tar
   member, say) and raises if it ends early or holds more.
+* Write-back starts early: every :data:`WRITEBACK_BYTES` written, the kernel is asked to start
+  writing that range to the medium (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which does not
+  wait), so the final ``fsync`` finds little left to flush and the flushing overlaps the work.
 
 Open with :meth:`Region.open` (a path) or the constructor (a file descriptor or binary file
 object); use it as a context manager or call :meth:`close`.
@@ -35,6 +38,25 @@ from atvdisk.fs.hfsplus.errors import RegionError
 
 CHUNK = 8 * 1024 * 1024
 _ZERO_CHUNK = bytes(1024 * 1024)
+WRITEBACK_BYTES = 8 * 1024 * 1024
+_SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
+
+
+def _load_sync_file_range():  # a ctypes function or None
+    """libc's sync_file_range (Python's os module has none), or None where it is missing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        f = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    f.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    f.restype = ctypes.c_int
+    return f
+
+
+_sync_file_range = _load_sync_file_range() if hasattr(os, "sched_getaffinity") else None  # Linux only
 
 
 def region_reads_as_zero(fd: int, offset: int, length: int) -> bool:
@@ -90,6 +112,10 @@ class Region:
         self._cfr_ok = hasattr(os, "copy_file_range")
         self._sendfile_ok = hasattr(os, "sendfile")
         self.bytes_written = 0
+        # Early write-back: the absolute byte range written since the last kick, and its size.
+        self._wb_ok = _sync_file_range is not None
+        self._wb_lo = self._wb_hi = 0
+        self._wb_bytes = 0
 
     # -- opening / closing ------------------------------------------------------------------
 
@@ -223,9 +249,32 @@ class Region:
                 raise RegionError(f"{self.name}: write at byte {abs_pos} failed: {e.strerror}") from e
             if n <= 0:
                 raise RegionError(f"{self.name}: short write at byte {abs_pos}")
+            self._written_at(abs_pos, n)
             mv = mv[n:]
             abs_pos += n
             self.bytes_written += n
+
+    def _written_at(self, abs_pos: int, n: int) -> None:
+        """Record ``n`` bytes written at ``abs_pos``; start their write-back once enough are pending."""
+        if not self._wb_ok:
+            return
+        if self._wb_bytes:
+            self._wb_lo = min(self._wb_lo, abs_pos)
+            self._wb_hi = max(self._wb_hi, abs_pos + n)
+        else:
+            self._wb_lo, self._wb_hi = abs_pos, abs_pos + n
+        self._wb_bytes += n
+        if self._wb_bytes >= WRITEBACK_BYTES:
+            self.start_writeback()
+
+    def start_writeback(self) -> None:
+        """Ask the kernel to start writing what was written since the last call (does not wait)."""
+        if not self._wb_bytes or not self._wb_ok or _sync_file_range is None:
+            return
+        lo, hi = self._wb_lo, self._wb_hi
+        self._wb_bytes = 0
+        if _sync_file_range(self._fd, lo, hi - lo, _SYNC_FILE_RANGE_WRITE) != 0:
+            self._wb_ok = False  # not supported here (a pipe, an old kernel): the fsync does it all
 
     def write(self, pos: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at region position ``pos``."""
@@ -271,10 +320,13 @@ class Region:
         self._claim(pos, n)
         dst = self.offset + pos
         while n > 0:
-            k = min(n, 1 << 30)
+            # 32 MiB per call, so that the write-back of each piece starts while the next is copied
+            k = min(n, 4 * WRITEBACK_BYTES)
             done = self._copy_fast(src_fd, src_pos, dst, k)
-            if done == 0:
-                done = self._copy_slow(src_fd, src_pos, dst, k)
+            if done:
+                self._written_at(dst, done)
+            else:
+                done = self._copy_slow(src_fd, src_pos, dst, k)  # its pwrites record themselves
             src_pos += done
             dst += done
             n -= done
@@ -382,10 +434,16 @@ class Region:
 
 
 def _all_zero(mv: memoryview) -> bool:
+    """Whether every byte of ``mv`` is zero: its ends first (data is rarely zero there), then
+    1 MiB at a time with bytes' memcmp (comparing memoryviews goes element by element, 30x slower)."""
+    n = len(mv)
+    if n == 0:
+        return True
+    if mv[0] or mv[n - 1]:
+        return False
     step = len(_ZERO_CHUNK)
-    z = memoryview(_ZERO_CHUNK)
-    for i in range(0, len(mv), step):
-        part = mv[i : i + step]
-        if part != z[: len(part)]:
+    for i in range(0, n, step):
+        part = mv[i : i + step].tobytes()
+        if part != (_ZERO_CHUNK if len(part) == step else _ZERO_CHUNK[: len(part)]):
             return False
     return True

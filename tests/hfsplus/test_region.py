@@ -152,3 +152,72 @@ def test_zero_chunks_stay_sparse(tmp_path: Path) -> None:
     st = os.stat(img)
     assert st.st_blocks * 512 < 2 * MIB
     assert _read(img, 32 * MIB, 4) == b"tail"
+
+
+@pytest.mark.parametrize(
+    "data, zero",
+    [
+        (b"", True),
+        (bytes(1), True),
+        (bytes(3 * MIB + 5), True),
+        (b"\1" + bytes(10), False),
+        (bytes(10) + b"\1", False),
+        (bytes(MIB) + b"\1" + bytes(MIB), False),  # in the middle, past the first 1 MiB slice
+        (bytes(2 * MIB - 1) + b"\x80" + bytes(7), False),  # the last byte of a slice
+        (bytes(5) + b"\1" + bytes(5), False),
+    ],
+)
+def test_all_zero_finds_any_nonzero_byte(data: bytes, zero: bool) -> None:
+    from atvdisk.fs.region import _all_zero
+
+    assert _all_zero(memoryview(data)) is zero
+    assert _all_zero(memoryview(bytearray(data))) is zero
+
+
+def test_zero_chunk_detection_keeps_nonzero_data(tmp_path: Path) -> None:
+    """A chunk with one non-zero byte deep inside is written, not skipped as a hole."""
+    img = tmp_path / "img"
+    payload = bytes(8 * MIB) + bytes(5 * MIB) + b"\7" + bytes(3 * MIB)
+    with Region.open(img, 0, 32 * MIB, create=True) as r:
+        r.write_stream(0, io.BytesIO(payload), len(payload), skip_zero_chunks=True)
+    assert _read(img, 0, len(payload)) == payload
+    assert os.stat(img).st_blocks * 512 <= 9 * MIB  # the first, all-zero 8 MiB chunk stayed a hole
+
+
+def test_written_data_is_handed_to_writeback_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every byte written (streamed, copied or written) is passed to sync_file_range in pieces of
+    about WRITEBACK_BYTES, before the region is closed: the final fsync then has little left."""
+    from atvdisk.fs import region as region_mod
+
+    if region_mod._sync_file_range is None:
+        pytest.skip("no sync_file_range on this system")  # Linux always has it (CI is Linux)
+    calls: list[tuple[int, int]] = []
+    real = region_mod._sync_file_range
+
+    def record(fd: int, off: int, n: int, flags: int) -> int:
+        assert flags == region_mod._SYNC_FILE_RANGE_WRITE  # start write-back, never wait
+        calls.append((off, n))
+        return real(fd, off, n, flags)
+
+    monkeypatch.setattr(region_mod, "_sync_file_range", record)
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(40 * MIB))
+    img = tmp_path / "img"
+    base = 4096
+    with Region.open(img, base, 128 * MIB, create=True) as r:
+        r.write_stream(0, io.BytesIO(os.urandom(20 * MIB)), 20 * MIB)
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            r.copy_from(24 * MIB, fd, 0, 40 * MIB)
+        finally:
+            os.close(fd)
+        r.write(70 * MIB, os.urandom(9 * MIB))
+        r.start_writeback()  # the rest, as a caller does before its fsync
+        assert calls and all(n <= 4 * region_mod.WRITEBACK_BYTES + 9 * MIB for _, n in calls)
+        covered = sorted(calls)
+        for lo, hi in ((0, 20 * MIB), (24 * MIB, 64 * MIB), (70 * MIB, 79 * MIB)):
+            a, b = base + lo, base + hi
+            assert any(off <= a and b <= off + n for off, n in covered) or sum(
+                min(b, off + n) - max(a, off) for off, n in covered if off < b and off + n > a
+            ) >= b - a, f"[{lo}, {hi}) was not handed to write-back: {covered}"
+        assert len(calls) >= 4  # in pieces as the data comes, not one call at the end
