@@ -40,7 +40,7 @@ from atvdisk.fs.hfsplus.errors import (
     HfsSpaceError,
     HfsUnsupportedError,
 )
-from atvdisk.fs.hfsplus.layout import VolumeLayout, VolumeOptions
+from atvdisk.fs.hfsplus.layout import VolumeLayout, VolumeOptions, plan_volume
 from atvdisk.fs.hfsplus.tree import HfsTree
 from atvdisk.fs.hfsplus.writer import write_volume
 from atvdisk.fs.region import Region
@@ -347,6 +347,22 @@ def build_case_image(case: HfsCase, src: Path, image: Path, *, offset: int = 0) 
     tree = HfsTree.from_host_dir(src)
     with Region.open(image, offset, case.region_size, create=True) as region:
         return write_volume(tree, case.options, region)
+
+
+def minimum_region(tree: HfsTree, options: VolumeOptions) -> int:
+    """The smallest region (a multiple of 512 bytes) plan_volume lays ``tree`` out on, found
+    from the shortfall its refusals report."""
+    size = 512
+    while True:
+        try:
+            plan_volume(tree, options, size)
+        except HfsSpaceError as e:
+            if e.shortfall <= 0:
+                raise AssertionError(f"refused {size} bytes with a shortfall of {e.shortfall}") from e
+            size += -(-e.shortfall // 512) * 512
+            continue
+        break
+    return size
 
 
 def _sha256(p: Path) -> str:

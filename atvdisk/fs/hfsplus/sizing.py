@@ -24,8 +24,21 @@ _CLUMP_TABLE = (
 )  # fmt: skip
 
 
+def max_clump_size(block_size: int, volume_bytes: int) -> int:
+    """The largest clump size Apple's fsck_hfs accepts for a special file: a quarter of the
+    volume's allocation blocks (rounded down), in bytes. A clump size must also be a multiple
+    of the block size (and non-zero for the attributes file)."""
+    return volume_bytes // block_size // 4 * block_size
+
+
 def btree_clump_size(block_size: int, node_size: int, volume_bytes: int, file_id: int) -> int:
-    """newfs_hfs's default clump (and initial) size of a B-tree file, in bytes."""
+    """newfs_hfs's default clump (and initial) size of a B-tree file, in bytes.
+
+    newfs_hfs takes 0.8 % of small volumes (at least 8 nodes) or a row of its table, in whole
+    nodes and blocks. On volumes under 256 KiB that is more than the quarter of the volume
+    fsck_hfs allows ("Invalid file clump size"), so it is cut to that limit: whole nodes where
+    one fits, else whole blocks.
+    """
     sectors = volume_bytes // 512
     mod = max(node_size, block_size)
     column = {kHFSAttributesFileID: 0, kHFSCatalogFileID: 1}.get(file_id, 2)
@@ -38,8 +51,11 @@ def btree_clump_size(block_size: int, node_size: int, volume_bytes: int, file_id
             i += 1
             s >>= 1
         clump = _CLUMP_TABLE[i][column] * MIB
-    clump = clump // mod * mod
-    return clump or mod
+    clump = clump // mod * mod or mod
+    limit = max_clump_size(block_size, volume_bytes)
+    if clump > limit:
+        clump = limit // mod * mod or limit
+    return clump
 
 
 def default_journal_size(volume_bytes: int, block_size: int) -> int:
@@ -63,6 +79,7 @@ __all__ = [
     "KIB",
     "MIB",
     "btree_clump_size",
+    "max_clump_size",
     "default_catalog_node_size",
     "default_journal_size",
 ]
