@@ -26,6 +26,9 @@ ALLOWED = {
     "inputs": {"inputs", "layout", "atvdisk.errors", "atvdisk.bootscript"},
     "fs": {"fs", "inputs", "layout", "atvdisk.errors", "atvdisk.run", "atvdisk.progress"},
     "target": {"target", "layout", "atvdisk.errors", "atvdisk.run"},
+    # write/extract/backup: above the target room (it reaches disks only through it), beside the
+    # spine's manifest and verify, which it uses to know and check what an image holds.
+    "imaging": {"imaging", "fs", "inputs", "layout", "target", "atvdisk.errors", "atvdisk.run", "atvdisk.progress", "atvdisk.manifest", "atvdisk.verify"},
 }
 
 

@@ -14,6 +14,7 @@ from atvdisk.cli.build import build_cmd, verify_cmd
 from atvdisk.cli.common import Console, layout_option, parse_size_option, seed_option
 from atvdisk.cli.devices import devices_cmd
 from atvdisk.cli.hfs import lshfs, mkhfs
+from atvdisk.cli.imaging import extract_cmd
 from atvdisk.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, AtvdiskError
 from atvdisk.layout.schema import bundled_layouts, load_layout
 from atvdisk.layout.units import Quantity
@@ -122,5 +123,5 @@ def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_s
     console.out(plan.to_json() if as_json else plan.render())
 
 
-for command in (build_cmd, verify_cmd, devices_cmd, mkhfs, lshfs):
+for command in (build_cmd, verify_cmd, devices_cmd, mkhfs, lshfs, extract_cmd):
     main.add_command(command)

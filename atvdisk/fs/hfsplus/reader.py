@@ -135,6 +135,7 @@ class HfsEntry:
     finder_type: int
     finder_creator: int
     fork: HFSPlusForkData | None
+    special: int = 0  # BSD info's special field: a hard link's iNodeNum (files), link count
 
     @property
     def name(self) -> str:
@@ -473,7 +474,7 @@ class HfsVolume:
             rec.dataFork.logicalSize, target, rec.fileID, name_parent,
             hfs_to_unix(rec.createDate), hfs_to_unix(rec.contentModDate), hfs_to_unix(rec.accessDate),
             hfs_to_unix(rec.attributeModDate), 0, rec.textEncoding, rec.userInfo.fileType,
-            rec.userInfo.fileCreator, rec.dataFork,
+            rec.userInfo.fileCreator, rec.dataFork, p.special,
         )  # fmt: skip
 
     @_guard
@@ -535,6 +536,39 @@ class HfsVolume:
         for b in self.read(entry):
             h.update(b)
         return h.hexdigest()
+
+    # -- allocation ---------------------------------------------------------------------------
+
+    @_guard
+    def allocation_bitmap(self) -> bytes:
+        """The allocation file's bitmap: bit ``n`` (MSB first) set when block ``n`` is in use."""
+        vh = self.header
+        return self._read_extents(self._fork_extents(vh.allocationFile, 6, overflow=False), 0, -(-self.total_blocks // 8))
+
+    def used_extents(self) -> list[tuple[int, int]]:
+        """``(first block, count)`` of every run of blocks the allocation file marks in use."""
+        bitmap = self.allocation_bitmap()
+        runs: list[tuple[int, int]] = []
+        start = None
+        for i, byte in enumerate(bitmap):
+            if byte in (0, 0xFF):
+                if byte == 0xFF and start is None:
+                    start = i * 8
+                elif byte == 0 and start is not None:
+                    runs.append((start, i * 8 - start))
+                    start = None
+                continue
+            for bit in range(8):
+                used = byte & (0x80 >> bit)
+                n = i * 8 + bit
+                if used and start is None:
+                    start = n
+                elif not used and start is not None:
+                    runs.append((start, n - start))
+                    start = None
+        if start is not None:
+            runs.append((start, len(bitmap) * 8 - start))
+        return [(s, min(c, self.total_blocks - s)) for s, c in runs if s < self.total_blocks]
 
     # -- structure check --------------------------------------------------------------------
 
