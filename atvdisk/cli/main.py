@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -10,11 +11,7 @@ from typing import Any
 import click
 
 from atvdisk import __version__
-from atvdisk.cli.build import build_cmd, verify_cmd
 from atvdisk.cli.common import Console, layout_option, parse_size_option, seed_option
-from atvdisk.cli.devices import devices_cmd
-from atvdisk.cli.hfs import lshfs, mkhfs
-from atvdisk.cli.imaging import extract_cmd
 from atvdisk.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, AtvdiskError
 from atvdisk.layout.schema import bundled_layouts, load_layout
 from atvdisk.layout.units import Quantity
@@ -22,8 +19,31 @@ from atvdisk.layout.units import Quantity
 log = logging.getLogger("atvdisk")
 
 
+# Commands defined in other modules, imported only when run or listed (each pulls in a good part
+# of atvdisk: a build should not pay for importing the HFS+ reader of `lshfs`, say).
+LAZY_COMMANDS = {
+    "build": "atvdisk.cli.build:build_cmd",
+    "verify": "atvdisk.cli.build:verify_cmd",
+    "devices": "atvdisk.cli.devices:devices_cmd",
+    "mkhfs": "atvdisk.cli.hfs:mkhfs",
+    "lshfs": "atvdisk.cli.hfs:lshfs",
+    "extract": "atvdisk.cli.imaging:extract_cmd",
+}
+
+
 class AtvdiskGroup(click.Group):
     """Turns library exceptions into messages and exit codes; tracebacks only with --debug."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in LAZY_COMMANDS:
+            module, attr = LAZY_COMMANDS[name].split(":")
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -74,7 +94,6 @@ def main(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
     ctx.obj = Console(verbosity=verbosity, debug=debug)
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[verbosity]
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    logging.getLogger("sh").setLevel(logging.WARNING)  # the sh library's own chatter
 
 
 @main.command("layouts")
@@ -121,7 +140,3 @@ def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_s
         sector = int(sector_size or 512)
         plan = resolve(layout, size.to_bytes(sector), sector, seed=seed)
     console.out(plan.to_json() if as_json else plan.render())
-
-
-for command in (build_cmd, verify_cmd, devices_cmd, mkhfs, lshfs, extract_cmd):
-    main.add_command(command)
