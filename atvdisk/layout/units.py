@@ -11,7 +11,6 @@ Units, as the README documents them:
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -128,13 +127,15 @@ def format_parted(nbytes: int) -> str:
 
 
 def format_iec(nbytes: int) -> str:
-    """Human binary size with one decimal: ``128.0 MiB``, ``4.0 GiB``."""
-    value = float(nbytes)
-    for name in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or name == "PiB":
-            return f"{value:.0f} {name}" if name == "B" else f"{value:.1f} {name}"
+    """Human binary size with one decimal: ``128.0 MiB``, ``4.0 GiB`` (bytes as a whole number)."""
+    if nbytes < 1024:
+        return f"{nbytes} B"
+    value = nbytes / 1024
+    for name in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            return f"{value:.1f} {name}"
         value /= 1024
-    raise AssertionError("unreachable")
+    return f"{value:.1f} PiB"
 
 
 def format_iec_exact(nbytes: int) -> str:
@@ -152,8 +153,3 @@ def ceil_div(a: int, b: int) -> int:
 def is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
-
-def log2_exact(n: int) -> int:
-    if not is_power_of_two(n):
-        raise ValueError(f"{n} is not a power of two")
-    return int(math.log2(n))
