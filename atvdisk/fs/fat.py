@@ -4,6 +4,7 @@ partition's sector, ``mmd``/``mcopy -i IMAGE@@OFFSET`` fill it; nothing is mount
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 
@@ -31,10 +32,11 @@ def make_fat32(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str
         str(fs.cluster_size // FAT_SECTOR),
         "-h",
         str(p.start),  # hidden sectors: where the partition starts (the BPB records it)
-        # A fixed geometry of 64 heads x 32 sectors: with a device's 63-sector tracks mkfs.fat
-        # rounds the filesystem down to whole tracks and leaves the partition's last sectors out.
+        # mkfs.fat rounds the filesystem down to whole tracks: with a device's 63-sector tracks it
+        # would leave the partition's last sectors out. 64 heads of up to 32 sectors per track,
+        # as many as divide the partition (32 for the ATV's 34 MiB EFI partition).
         "-g",
-        "64/32",
+        f"64/{math.gcd(p.size_bytes // FAT_SECTOR, 32)}",
         f"--offset={p.offset // FAT_SECTOR}",
         # --invariant first: it would otherwise overwrite the volume id given with -i.
         "--invariant",

@@ -93,7 +93,9 @@ def finish_table(path: str, plan: Plan) -> None:
                 first_lba=old.first_lba,
                 last_lba=old.last_lba,
                 attributes=old.attributes,
-                name=old.name,
+                # The plan's name, not libparted's copy: libparted 3.5 drops a character outside
+                # the BMP (two UTF-16 units) at the end of a 36-unit name.
+                name=p.name,
             )
         mbr = None
         if plan.hybrid_mbr:

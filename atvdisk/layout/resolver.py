@@ -42,7 +42,7 @@ FAT32_RESERVED_SECTORS = 32  # mkfs.fat's default for FAT32
 DEFAULT_REST_MIN = MIB
 HFS_MIN_BYTES = 512 * 1024  # Apple's newfs_hfs refuses smaller HFS+ volumes
 HFS_MAX_BLOCKS = 2**32 - 1
-EXT4_MIN_BYTES = 4 * MIB  # with a journal mke2fs needs at least 1024 journal blocks
+EXT4_MIN_JOURNAL_BLOCKS = 2048  # mke2fs makes no journal (silently) on fewer blocks than this
 EXT4_MIN_BYTES_NO_JOURNAL = MIB
 SWAP_PAGE = 4096  # the ATV is i386: 4 KiB pages
 SWAP_MIN_PAGES = 10  # mkswap refuses fewer
@@ -88,6 +88,42 @@ class _Resolver:
     # ---------------------------------------------------------------------------------------
 
     def plan(self) -> Plan:
+        try:
+            return self._plan()
+        except DiskTooSmall as e:
+            if self.disk_bytes <= 0 or self.disk_bytes % self.S:
+                raise
+            # Each check knows only its own shortfall (the GPT, disk.min_size, the partitions):
+            # quote the size that passes them all, so the user is not sent back a second time.
+            raise self.too_small(self.minimum_disk_bytes(e.need_bytes), why=e.where) from None
+
+    def fits(self, disk_bytes: int) -> bool:
+        """Whether a disk of ``disk_bytes`` is large enough (any other problem is not about size)."""
+        try:
+            _Resolver(self.layout, disk_bytes, self.S, self.seed)._plan()
+        except DiskTooSmall:
+            return False
+        except PlanError:
+            return True
+        return True
+
+    def minimum_disk_bytes(self, first_guess: int) -> int:
+        """The smallest disk size, in whole sectors, this layout resolves on (it is at least
+        ``first_guess``, the shortfall one check found)."""
+        S = self.S
+        low = self.disk_bytes // S  # sectors that do not fit
+        high = max(ceil_div(first_guess, S), low + 1)
+        while not self.fits(high * S):
+            low, high = high, 2 * high
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self.fits(middle * S):
+                high = middle
+            else:
+                low = middle
+        return high * S
+
+    def _plan(self) -> Plan:
         S = self.S
         if not (is_power_of_two(S) and 512 <= S <= 65536):
             raise self.fail(None, f"unsupported logical sector size {S}", S, hint="disks have 512- or 4096-byte sectors")
@@ -272,6 +308,8 @@ class _Resolver:
         w = f"partition[{n}].fs"
         fs_uuid = seeded_uuid(self.seed, f"partition/{n}/fs") if self.seed else None
         if fs.kind is FsKind.FAT32:
+            if size % 1024:
+                raise self.fail(f"partition[{n}].size", f"a FAT32 partition must be a whole number of KiB (mkfs.fat counts 1 KiB blocks); {spec.name} is {size} bytes", size, hint="give it an even number of 512-byte sectors")
             cluster = fs.cluster_size or self.auto_fat_cluster(n, spec, size)
             clusters = fat32_cluster_count(size, cluster)
             if clusters < FAT32_MIN_CLUSTERS:
@@ -281,7 +319,7 @@ class _Resolver:
                     f"FAT32 too small for its cluster size: {format_parted(size)} in {cluster}-byte clusters is"
                     f" {clusters} clusters; FAT32 needs at least {FAT32_MIN_CLUSTERS}",
                     cluster,
-                    hint=f"use cluster_size = {best}, or make {spec.name} larger",
+                    hint=f"use cluster_size = {best}, or make {spec.name} at least {fat32_min_bytes(cluster)} bytes",
                 )
             if clusters > FAT32_MAX_CLUSTERS:
                 raise self.fail(f"{w}.cluster_size", f"{clusters} clusters is more than FAT32 allows", cluster, hint="use a larger cluster_size")
@@ -305,9 +343,14 @@ class _Resolver:
             vol_id = fs_uuid.hex[:16].upper() if fs_uuid else None
             return PlannedFs(fs.kind, fs.label, vol_id, journal=fs.journal, block_size=fs.block_size, journal_size=journal_size)
         if fs.kind is FsKind.EXT4:
-            minimum = EXT4_MIN_BYTES if fs.journal else EXT4_MIN_BYTES_NO_JOURNAL
+            assert fs.block_size is not None
+            if fs.journal:
+                minimum, what = EXT4_MIN_JOURNAL_BLOCKS * fs.block_size, f"ext4 with a journal needs {EXT4_MIN_JOURNAL_BLOCKS} blocks of {fs.block_size} bytes"
+            else:
+                minimum, what = EXT4_MIN_BYTES_NO_JOURNAL, "ext4 needs"
             if size < minimum:
-                raise self.fail(w, f"ext4 needs at least {format_iec(minimum)} here; {spec.name} is {format_iec(size)}", size, hint="make the partition larger" + ("" if not fs.journal else " or set journal = false"))
+                raise self.fail(w, f"{what}, at least {minimum} bytes ({format_iec(minimum)}); {spec.name} is {size} bytes ({format_iec(size)})", size,
+                                hint=f"make {spec.name} at least {minimum} bytes" + (" or set journal = false" if fs.journal else ""))
             hash_seed = str(seeded_uuid(self.seed, f"partition/{n}/hash_seed")) if self.seed else None
             return PlannedFs(fs.kind, fs.label, str(fs_uuid) if fs_uuid else None, journal=fs.journal, block_size=fs.block_size, reserved_percent=fs.reserved_percent, hash_seed=hash_seed)
         if fs.kind is FsKind.SWAP:
@@ -389,25 +432,40 @@ def _contents_text(p: PlannedPartition) -> str:
 
 
 def fat32_cluster_count(size_bytes: int, cluster_size: int, sector_size: int = 512) -> int:
-    """Data clusters of a FAT32 filesystem as mkfs.fat lays it out (32 reserved sectors, 2 FATs)."""
+    """Data clusters of the FAT32 filesystem ``mkfs.fat -F 32`` makes in ``size_bytes``.
+
+    mkfs.fat 4.2's own arithmetic: 32 reserved sectors and two FATs, each rounded up to a whole
+    cluster (it aligns the data area to clusters, except on filesystems of 8192 sectors or less).
+    """
     total = size_bytes // sector_size
     spc = max(1, cluster_size // sector_size)
-    avail = total - FAT32_RESERVED_SECTORS
-    # Solve for the FAT size: clusters = (avail - 2*fat_sectors) / spc, fat holds clusters+2 entries.
-    clusters = avail // spc
-    for _ in range(64):
-        fat_sectors = ceil_div((clusters + 2) * 4, sector_size)
-        new = (avail - 2 * fat_sectors) // spc
-        if new == clusters:
-            break
-        clusters = new
-    return max(0, clusters)
+
+    def align(sectors: int) -> int:
+        return ceil_div(sectors, spc) * spc if total > 8192 else sectors
+
+    data = total - align(FAT32_RESERVED_SECTORS)
+    clusters = (data * sector_size + 2 * 8) // (spc * sector_size + 2 * 4)  # first guess, 2 FATs
+    fat_sectors = align(ceil_div((clusters + 2) * 4, sector_size))
+    return max(0, (data - 2 * fat_sectors) // spc)
 
 
 def fat32_min_bytes(cluster_size: int, sector_size: int = 512) -> int:
+    """The smallest FAT32 partition (a whole number of KiB, as mkfs.fat counts) with at least
+    65525 clusters of ``cluster_size``, from which every larger size has them too."""
+    step = max(1024, sector_size)
     spc = max(1, cluster_size // sector_size)
-    fat_sectors = ceil_div((FAT32_MIN_CLUSTERS + 2) * 4, sector_size)
-    return (FAT32_RESERVED_SECTORS + 2 * fat_sectors + FAT32_MIN_CLUSTERS * spc) * sector_size
+    # Each cluster costs its sectors plus 4 bytes in each of the two FATs: a lower bound to start.
+    size = (FAT32_RESERVED_SECTORS + FAT32_MIN_CLUSTERS * spc) * sector_size + 2 * FAT32_MIN_CLUSTERS * 4
+    size = ceil_div(size, step) * step
+    while True:
+        while fat32_cluster_count(size, cluster_size, sector_size) < FAT32_MIN_CLUSTERS:
+            size += step
+        # Growing the FATs by a cluster can cost a cluster or two just past the threshold.
+        dip = next((s for s in range(size, size + 4 * cluster_size + 2 * step, step)
+                    if fat32_cluster_count(s, cluster_size, sector_size) < FAT32_MIN_CLUSTERS), None)
+        if dip is None:
+            return size
+        size = dip + step
 
 
 def hfs_default_journal_size(volume_bytes: int, block_size: int) -> int:

@@ -587,7 +587,8 @@ class _Parser:
         if name_by is NameBy.LABEL:
             for key, p in (("boot", bp), ("storage", sp)):
                 if not p.fs.label:
-                    raise self.fail(f"{w}.name_by", f"name_by = 'label' but the {key} partition {p.name!r} has no fs.label", name_by_text)
+                    raise self.fail(f"{w}.name_by", f"name_by = 'label' but the {key} partition {p.name!r} has no fs.label", name_by_text,
+                                    hint=f"give {p.name} a label (fs = {{ ..., label = \"{p.name}\" }}), or use name_by = \"device\" or \"uuid\"")
         fsck = self.get(w, t, "fsck", bool, True)
         return BootSpec(boot, storage, kernel, options, name_by, fsck)
 
