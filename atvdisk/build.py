@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -25,7 +27,7 @@ from atvdisk.fs.partition import write_partition_table
 from atvdisk.fs.region import Region
 from atvdisk.fs.swap import write_swap
 from atvdisk.inputs.contents import PartitionContents, build_trees
-from atvdisk.inputs.payload import BootReport, Inputs, inspect_recovery
+from atvdisk.inputs.payload import BootReport, Inputs, OpenElecRelease, inspect_recovery
 from atvdisk.inputs.tree import FileTree, Inline, Node
 from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.layout.resolver import resolve
@@ -73,12 +75,17 @@ class Prepared:
     hashes: dict[int, dict[str, str]] = field(default_factory=dict)
     settings: BuildSettings | None = None
     manifest: Manifest | None = None  # written by apply() (None before, or without a holder)
+    # An image build checks the release's md5 sums while writing (apply), not before: see prepare().
+    deferred_md5: OpenElecRelease | None = None
 
 
-def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipped: list[str] | None = None) -> Prepared:
+def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipped: list[str] | None = None, defer_md5: bool = False) -> Prepared:
     """Everything up to the first write: raises UsageError subclasses on any problem.
 
     ``skipped`` (for verify): leave out contents whose inputs were not given, listing them there.
+    ``defer_md5`` (image files only): leave the OpenELEC md5 check to :func:`apply`, which runs it
+    alongside the writing; an image is built under a temporary name that a failed check discards,
+    so nothing reaches the user's path either way. A disk is never written before it passed.
     """
     layout = settings.effective_layout()
     plan = resolve(layout, disk_bytes, sector_size, seed=settings.seed)
@@ -86,8 +93,9 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
     # The OpenELEC md5 sums are checked while the tarballs are scanned: both spend their time in
     # zlib and hashlib, outside the GIL, so on two cores they overlap.
     release = settings.inputs.openelec
+    deferred = release if defer_md5 and skipped is None else None
     with ThreadPoolExecutor(max_workers=1) as pool:
-        md5_check = pool.submit(release.check_md5) if release is not None else None
+        md5_check = pool.submit(release.check_md5) if release is not None and deferred is None else None
         try:
             contents = build_trees(plan, settings.inputs, bootscript, epoch=settings.epoch, skipped=skipped)
         finally:
@@ -119,7 +127,9 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
                 )
         elif p.fs.kind in (FsKind.EXT4, FsKind.FAT32):
             _check_fits(p, pc.tree)
-    return Prepared(plan, contents, bootscript, boot_report, hfs, warnings, settings=settings)
+    prepared = Prepared(plan, contents, bootscript, boot_report, hfs, warnings, settings=settings)
+    prepared.deferred_md5 = deferred
+    return prepared
 
 
 def _small_file_reader(node: Node) -> bytes:
@@ -156,32 +166,46 @@ def _check_fits(p: PlannedPartition, tree: FileTree) -> None:
 
 
 def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir: str) -> None:
+    """Write every filesystem, then the manifest, then the partition table.
+
+    Partitions are disjoint regions, so they are written at once where that is safe: atvdisk's
+    own volumes (HFS+, swap) in parallel threads through one file descriptor (decompression,
+    hashing and writes run outside the GIL), and on an image file the tools' filesystems (mke2fs,
+    mkfs.fat) alongside them. On a disk the tools run after, one at a time: each opens the whole
+    disk O_EXCL. If one writer fails (or Ctrl-C), the others stop at their next write.
+    """
     plan = prepared.plan
     if not access.known_zero:
         with progress.step(f"wipe old partition tables and signatures on {access.path}"):
             with access.own_writes() as fd:
                 wipe(Region(fd, 0, plan.disk_bytes, known_zero=False, name=access.path), plan)
-    for p in plan.partitions:
-        if p.fs.kind is FsKind.NONE:
-            continue
-        with progress.step(_describe(p, prepared)) as _:
-            tree = prepared.contents[p.number].tree if p.number in prepared.contents else None
-            hashes = prepared.hashes.setdefault(p.number, {})
-            if p.fs.kind.is_hfs:
-                assert tree is not None
-                progress.start_meter(tree.data_bytes)
-                with access.own_writes() as fd:
-                    region = Region(fd, p.offset, p.size_bytes, known_zero=access.known_zero, name=f"{access.path} partition {p.number}")
-                    hfs_adapter.write(prepared.hfs[p.number], region, tree, progress, hashes)
-            elif p.fs.kind is FsKind.SWAP:
-                with access.own_writes() as fd:
-                    write_swap(Region(fd, 0, plan.disk_bytes, known_zero=False, name=access.path), p, workdir=workdir)
-            elif p.fs.kind is FsKind.EXT4:
-                assert tree is not None
-                make_ext4(access.path, p, tree, workdir=workdir, epoch=_epoch(tree), prezeroed=access.known_zero, hashes=hashes)
-            elif p.fs.kind is FsKind.FAT32:
-                assert tree is not None
-                make_fat32(access.path, p, tree, workdir=workdir, epoch=_epoch(tree), hashes=hashes)
+    cancel = threading.Event()
+    own = [p for p in plan.partitions if p.fs.kind.is_hfs or p.fs.kind is FsKind.SWAP]
+    tools = [p for p in plan.partitions if p.fs.kind in (FsKind.EXT4, FsKind.FAT32)]
+    own.sort(key=lambda p: -_data_bytes(prepared, p))  # the longest first
+
+    def write_own() -> None:
+        if not own:
+            return
+        with access.own_writes() as fd:
+            _parallel([lambda p=p: _write_own(prepared, access, p, fd, progress, cancel, workdir) for p in own], cancel)
+
+    def write_tools() -> None:
+        for p in tools:
+            if cancel.is_set():
+                return
+            _write_tool(prepared, access, p, progress, workdir)
+
+    jobs = [write_own]
+    if prepared.deferred_md5 is not None:
+        # An image: the release's md5 sums are checked while the partitions are written; the
+        # temporary image is discarded if one does not match (nothing reaches the final path).
+        jobs.append(prepared.deferred_md5.check_md5)
+    if access.is_block:
+        _parallel(jobs, cancel)
+        write_tools()
+    else:
+        _parallel([*jobs, write_tools], cancel)
     holder = manifest.holder(plan)
     if holder is not None and prepared.settings is not None:
         with progress.step(f"write atvdisk's manifest (layout, seed, sha256 of every file) to partition {holder.number} {holder.name}"):
@@ -189,6 +213,54 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
     with progress.step(f"write the GPT ({len(plan.partitions)} partitions)" + (" and the hybrid MBR" if plan.hybrid_mbr else "")):
         write_partition_table(access.path, plan)
         access.after_partition_table()
+
+
+def _data_bytes(prepared: Prepared, p: PlannedPartition) -> int:
+    pc = prepared.contents.get(p.number)
+    return pc.tree.data_bytes if pc is not None else 0
+
+
+def _parallel(jobs: list[Callable[[], object]], cancel: threading.Event) -> None:
+    """Run ``jobs`` at once (two cores: threads; the work is outside the GIL). The first
+    exception, or Ctrl-C, stops the others (``cancel``), waits for them and is raised."""
+    if len(jobs) == 1:
+        jobs[0]()
+        return
+    pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="atvdisk-write")
+    futures = [pool.submit(job) for job in jobs]
+    try:
+        for f in futures:
+            f.result()
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _write_own(prepared: Prepared, access: DiskAccess, p: PlannedPartition, fd: int, progress: Progress, cancel: threading.Event, workdir: str) -> None:
+    """One partition atvdisk writes itself (HFS+, swap) through ``fd``."""
+    plan = prepared.plan
+    with progress.step(_describe(p, prepared)):
+        if p.fs.kind.is_hfs:
+            tree = prepared.contents[p.number].tree
+            hashes = prepared.hashes.setdefault(p.number, {})
+            progress.start_meter(tree.data_bytes)
+            region = Region(fd, p.offset, p.size_bytes, known_zero=access.known_zero, name=f"{access.path} partition {p.number}", cancel=cancel)
+            hfs_adapter.write(prepared.hfs[p.number], region, tree, progress, hashes, sync=access.is_block)
+        else:
+            write_swap(Region(fd, 0, plan.disk_bytes, known_zero=False, name=access.path, cancel=cancel), p, workdir=workdir)
+
+
+def _write_tool(prepared: Prepared, access: DiskAccess, p: PlannedPartition, progress: Progress, workdir: str) -> None:
+    """One partition made by an external tool (mke2fs -d, mkfs.fat + mtools) on the target's path."""
+    with progress.step(_describe(p, prepared)):
+        tree = prepared.contents[p.number].tree
+        hashes = prepared.hashes.setdefault(p.number, {})
+        if p.fs.kind is FsKind.EXT4:
+            make_ext4(access.path, p, tree, workdir=workdir, epoch=_epoch(tree), prezeroed=access.known_zero, hashes=hashes)
+        else:
+            make_fat32(access.path, p, tree, workdir=workdir, epoch=_epoch(tree), hashes=hashes)
 
 
 def write_manifest(prepared: Prepared, access: DiskAccess, holder: PlannedPartition, *, workdir: str) -> None:

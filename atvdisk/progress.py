@@ -6,6 +6,7 @@ same step records.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,9 @@ class Progress:
     _meter_done: int = 0
     _meter_start: float = 0.0
     _meter_last: float = 0.0
+    # Steps may run at once (the build writes partitions in parallel): one meter for all of them.
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _active: int = 0
 
     @property
     def tty(self) -> bool:
@@ -44,8 +48,10 @@ class Progress:
 
     @contextmanager
     def step(self, description: str) -> Iterator[StepRecord]:
-        record = StepRecord(len(self.records) + 1, description)
-        self.records.append(record)
+        with self._lock:
+            record = StepRecord(len(self.records) + 1, description)
+            self.records.append(record)
+            self._active += 1
         width = len(str(self.total_steps or record.number))
         label = f"[{record.number:>{width}}/{self.total_steps}]" if self.total_steps else f"[{record.number}]"
         self.say(f"{label} {description}")
@@ -55,17 +61,28 @@ class Progress:
             record.ok = True
         finally:
             record.seconds = time.monotonic() - start
-            self._end_meter()
+            with self._lock:
+                self._active -= 1
+                if not self._active:
+                    self._end_meter()
             if record.ok and record.seconds >= 0.05:
-                self.say(f"{' ' * len(label)}   done in {record.seconds:.1f} s")
+                self.say(f"{' ' * len(label)}   done in {record.seconds:.1f} s" + ("" if record.number == len(self.records) else f" ({description.split(':')[0]})"))
 
     # -- byte meter ---------------------------------------------------------------------------
 
     def start_meter(self, total: int) -> None:
-        self._meter_total, self._meter_done = total, 0
-        self._meter_start = self._meter_last = time.monotonic()
+        """Count ``total`` more bytes (steps running at once share the meter)."""
+        with self._lock:
+            if not self._meter_total:
+                self._meter_done = 0
+                self._meter_start = self._meter_last = time.monotonic()
+            self._meter_total += total
 
     def advance(self, n: int) -> None:
+        with self._lock:
+            self._advance(n)
+
+    def _advance(self, n: int) -> None:
         self._meter_done += n
         if not self.tty or not self._meter_total:
             return

@@ -255,6 +255,27 @@ def test_missing_input_is_named_before_anything_is_written(tmp_path, sample):
     assert not img.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("loop", [False, pytest.param(True, marks=pytest.mark.root)])
+def test_a_damaged_release_leaves_no_image(tmp_path, sample, loop):
+    """An image build checks the md5 sums while it writes (the temporary image is disposable);
+    a mismatch is still an input error (exit 2) and nothing appears at the image's path, not even
+    a leftover temporary file. With --loop (built as a disk is) the check comes before any write."""
+    if loop and os.geteuid() != 0:
+        pytest.skip("--loop needs root (CI is root)")
+    release = tmp_path / "release"
+    shutil.copytree(sample.openelec, release)
+    system = bytearray((release / "SYSTEM").read_bytes())
+    system[len(system) // 2] ^= 1  # one bit, in the middle: a damaged download
+    (release / "SYSTEM").write_bytes(bytes(system))
+    out = tmp_path / "out"
+    out.mkdir()
+    img = out / "x.img"
+    r = atvdisk("build", img, "--size", "4G", *(["--loop"] if loop else []), "--openelec", release, "--restore", sample.restore, "--recovery", sample.recovery, check=False)
+    assert r.returncode == 2, r.stderr
+    assert "SYSTEM does not match SYSTEM.md5" in r.stderr
+    assert list(out.iterdir()) == []
+
+
 def test_verify_catches_a_changed_byte(tmp_path):
     img = tmp_path / "v.img"
     atvdisk("build", img, "--size", "4G", "--example")

@@ -166,7 +166,9 @@ class BuildResult:
 
 
 def _build_image(console: Console, settings: BuildSettings, target: str, disk_bytes: int, *, loop: bool, force: bool, verify_after: bool, progress: Progress) -> BuildResult:
-    prepared = prepare(settings, disk_bytes, 512)
+    # The temporary image is disposable until renamed: the md5 check runs alongside the writing
+    # (not for --loop, which builds exactly as a disk is built).
+    prepared = prepare(settings, disk_bytes, 512, defer_md5=not loop)
     _show_warnings(console, prepared)
     start = time.monotonic()
     steps = _count_steps(prepared, known_zero=not loop, verify_after=verify_after)

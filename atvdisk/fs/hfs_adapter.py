@@ -44,7 +44,7 @@ class VolumeInfo:
 
 
 def _hfs_tree(tree: FileTree):  # noqa: ANN202
-    from atvdisk.fs.hfsplus.tree import BytesSource, ExternalSource, HfsTree, PathSource
+    from atvdisk.fs.hfsplus.tree import BytesSource, ExternalSource, HfsTree
 
     hfs = HfsTree()
     for path, node in tree:
@@ -56,11 +56,10 @@ def _hfs_tree(tree: FileTree):  # noqa: ANN202
             hfs.add_symlink(path, node.target, uid=node.uid, gid=node.gid, **times)
         else:
             src = node.source
-            if isinstance(src, HostFile):
-                source = PathSource(src.path, node.size)
-            elif isinstance(src, Inline):
+            if isinstance(src, Inline):
                 source = BytesSource(src.data)
-            elif isinstance(src, (ArchiveMember, OpenElecMember)):
+            elif isinstance(src, (HostFile, ArchiveMember, OpenElecMember)):
+                # Streamed by the build (write()), which hashes every byte on its way in.
                 source = ExternalSource(node.size)
             else:
                 raise TypeError(f"unknown source {src!r}")
@@ -85,15 +84,20 @@ def lay_out(p: PlannedPartition, tree: FileTree, *, epoch: int) -> VolumeLayout:
     return VolumeLayout(plan_volume(_hfs_tree(tree), options, p.size_bytes), p)
 
 
-def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progress, hashes: dict[str, str] | None = None) -> None:
-    """Write the volume into ``region``; tarball members and release files arrive by streaming
-    (their sha256 recorded in ``hashes`` on the way, for verification)."""
+def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progress, hashes: dict[str, str] | None = None, *, sync: bool = True) -> None:
+    """Write the volume into ``region``; host files, tarball members and release files arrive by
+    streaming (their sha256 recorded in ``hashes`` on the way, for the manifest and verification).
+
+    ``sync``: flush the data before each volume header, so that a crash never leaves a header
+    describing unwritten blocks (a disk); an image file is not renamed into place before its one
+    final fsync, so it does not need these.
+    """
     from atvdisk.fs.hfsplus.writer import VolumeWriter
     from atvdisk.inputs.feed import copy_exact, feed
 
     writer = VolumeWriter(volume.layout, region)
-    writer.write()  # metadata, generated files and host files
-    progress.advance(sum(n.size for _, n in tree.files() if isinstance(n.source, (HostFile, Inline))))
+    writer.write()  # metadata and generated files
+    progress.advance(sum(n.size for _, n in tree.files() if isinstance(n.source, Inline)))
 
     def sink(paths, source, f, size) -> None:  # noqa: ANN001
         if len(paths) == 1:
@@ -108,7 +112,8 @@ def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progre
         progress.advance(size * len(paths))
 
     feed(tree, sink, streamed_only=True, hashes=hashes)
-    writer.finish()
+    region.start_writeback()
+    writer.finish(sync=sync)
 
 
 def read(device: str, offset: int, length: int):  # noqa: ANN201 - (VolumeInfo, list[Entry])

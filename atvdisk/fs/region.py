@@ -32,6 +32,7 @@ import bisect
 import errno
 import os
 import stat
+import threading
 from typing import BinaryIO
 
 from atvdisk.fs.hfsplus.errors import RegionError
@@ -92,6 +93,7 @@ class Region:
         *,
         known_zero: bool,
         name: str | None = None,
+        cancel: threading.Event | None = None,
         _owns_fd: bool = False,
     ) -> None:
         if offset < 0 or length < 0:
@@ -106,6 +108,9 @@ class Region:
         self.known_zero = known_zero
         self.name = name or f"fd {self._fd}"
         self._owns_fd = _owns_fd
+        # Set by another thread (a build writing partitions in parallel failed or was interrupted):
+        # the next write raises instead of going on.
+        self._cancel = cancel
         self._starts: list[int] = []
         self._ends: list[int] = []
         self._buf: bytearray | None = None
@@ -199,6 +204,8 @@ class Region:
     # -- bookkeeping ------------------------------------------------------------------------
 
     def _claim(self, pos: int, n: int) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            raise RegionError(f"{self.name}: writing stopped (another part of the build failed or was interrupted)")
         if n < 0 or pos < 0 or pos + n > self.length:
             raise RegionError(
                 f"{self.name}: write of {n} bytes at {pos} is outside the region of {self.length} bytes",
@@ -256,6 +263,8 @@ class Region:
 
     def _written_at(self, abs_pos: int, n: int) -> None:
         """Record ``n`` bytes written at ``abs_pos``; start their write-back once enough are pending."""
+        if self._cancel is not None and self._cancel.is_set():
+            raise RegionError(f"{self.name}: writing stopped (another part of the build failed or was interrupted)")
         if not self._wb_ok:
             return
         if self._wb_bytes:
