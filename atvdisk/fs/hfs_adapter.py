@@ -6,6 +6,7 @@ then written with host files streamed by the writer and tarball members streamed
 from __future__ import annotations
 
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,11 +68,69 @@ def _hfs_tree(tree: FileTree):  # noqa: ANN202
     return hfs
 
 
+def refuse_equal_names(tree: FileTree, *, case_sensitive: bool, where: str) -> None:
+    """Refuse two entries of one directory whose names are one name on the volume.
+
+    HFS+ compares names decomposed (TN1150 "Unicode Subtleties": ``café`` precomposed and
+    decomposed are one name), and on a case-insensitive volume also with Apple's case folding
+    and ignoring a few code points (``Foo``/``foo``, ``ab``/``a<ZWJ>b``); HFSX compares the
+    decomposed names as they are. The host, the tarballs and the file tree keep such names
+    apart, so the writer would get two files for one catalog entry after the disk was wiped:
+    raises :class:`~atvdisk.fs.hfsplus.errors.HfsDuplicateNameError` naming both entries and
+    where they came from, before anything is written.
+    """
+    from atvdisk.fs.hfsplus.errors import HfsDuplicateNameError
+    from atvdisk.fs.hfsplus.names import NameOrder, encode_component
+    from atvdisk.fs.hfsplus.unicode import hfs_decompose
+
+    order = NameOrder(case_sensitive)
+    name_key: dict[str, bytes] = {}
+    canonical: dict[str, tuple[bytes, ...]] = {"": ()}
+    first: dict[tuple[bytes, ...], str] = {}
+    for path, node in tree:  # parents before children
+        if not path:
+            continue
+        parent, _, name = path.rpartition("/")
+        key = name_key.get(name)
+        if key is None:
+            if name.isascii() and len(name) <= 255 and ":" not in name and "\0" not in name and name not in (".", ".."):
+                key = (name if case_sensitive else name.lower()).encode("utf-16-be")  # what the rules give ASCII
+            else:
+                key = order.sort_key(encode_component(name, path=path))
+            name_key[name] = key
+        canon = canonical[parent] + (key,)
+        other = first.get(canon)
+        if other is not None:
+            oname = other.rpartition("/")[2]
+            case = False
+            if hfs_decompose(oname) == hfs_decompose(name):
+                why = "they differ only in Unicode normalization"
+            elif hfs_decompose(oname).casefold() == hfs_decompose(name).casefold():
+                why, case = "HFS+ ignores case", True
+            else:
+                why = "HFS+ ignores some characters when it compares names"
+            # names that print alike are shown with their code points
+            show = ascii if unicodedata.normalize("NFC", other) == unicodedata.normalize("NFC", path) else repr
+            came = "".join(f"; {show(q)} from {n.origin}" for q, n in ((other, tree.nodes[other]), (path, node)) if n.origin)
+            raise HfsDuplicateNameError(
+                f"{where}: {show(other)} and {show(path)} are the same name on this "
+                f"{'HFSX' if case_sensitive else 'HFS+'} volume ({why}{came})",
+                first=other,
+                second=path,
+                path=path,
+                hint="rename one of them, or drop one with a `remove` content entry"
+                + ("; a case-sensitive volume (kind = \"hfsx\") keeps both" if case else ""),
+            )
+        first[canon] = path
+        canonical[path] = canon
+
+
 def lay_out(p: PlannedPartition, tree: FileTree, *, epoch: int) -> VolumeLayout:
     """Allocate every block of partition ``p``'s volume; raises before anything is written."""
     from atvdisk.fs.hfsplus.layout import VolumeOptions, plan_volume
 
     fs = p.fs
+    refuse_equal_names(tree, case_sensitive=fs.kind is FsKind.HFSX, where=f"partition {p.number} {p.name}")
     options = VolumeOptions(
         volume_name=fs.label or p.name,
         case_sensitive=fs.kind is FsKind.HFSX,
