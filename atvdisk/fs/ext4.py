@@ -5,15 +5,17 @@ root-owned files, and images are reproducible: ``mke2fs -d`` copies ctime from t
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from atvdisk.errors import BuildError
+from atvdisk.fs.region import WritebackPump
 from atvdisk.inputs.staging import materialise
-from atvdisk.inputs.tree import FileTree
+from atvdisk.inputs.tree import FileTree, HostFile
 from atvdisk.layout.plan import PlannedPartition
 from atvdisk.run import capture, run
-
 
 # At most this many inodes: mke2fs's default (one per 16 KiB) up to 64 GiB, capped above. 134
 # million inodes on a 2 TiB disk would be 32 GiB of inode tables that an ATV's media never fills,
@@ -27,6 +29,23 @@ INODE_RATIO = 16384  # mke2fs.conf's default inode_ratio
 def inode_count(size_bytes: int) -> int | None:
     """The ``-N`` for a partition of ``size_bytes``: None (mke2fs's default) up to the cap."""
     return MAX_INODES if size_bytes // INODE_RATIO > MAX_INODES else None
+
+
+LINK_MIN = 1 << 20  # host files this large are hard-linked into the staging directory
+
+
+def _hash_host_files(tree: FileTree, paths: list[str]) -> dict[str, str]:
+    """sha256 of host files (read once more, from the page cache: mke2fs is reading them too)."""
+    out = {}
+    for path in paths:
+        src = tree.nodes[path].source
+        assert isinstance(src, HostFile)
+        h = hashlib.sha256()
+        with open(src.path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        out[path] = h.hexdigest()
+    return out
 
 
 def debugfs_quote(path: str) -> str:
@@ -60,9 +79,18 @@ def make_ext4(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str,
     if inodes is not None:
         command += ["-N", str(inodes)]
     with tempfile.TemporaryDirectory(prefix="atvdisk-ext4-", dir=workdir) as tmp:
-        staging = materialise(tree, tmp, hashes)
+        # Large host files are hard-linked into the staging directory, not copied (mke2fs -d
+        # reads them where they are); they are hashed alongside mke2fs, on the other core.
+        linked: list[str] = []
+        staging = materialise(tree, tmp, hashes, link_min=LINK_MIN, linked=linked)
         command += ["-d", str(staging), device, f"{p.size_bytes // 1024}k"]
-        run(command, env={"E2FSPROGS_FAKE_TIME": str(epoch)}, hint="see the message above; the partition may be too small for its contents")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(_hash_host_files, tree, linked) if hashes is not None and linked else None
+            with WritebackPump(device, p.offset, p.size_bytes):
+                run(command, env={"E2FSPROGS_FAKE_TIME": str(epoch)}, hint="see the message above; the partition may be too small for its contents")
+            if hashing is not None:
+                assert hashes is not None
+                hashes.update(hashing.result())
         commands = []
         for path, node in tree:
             q = debugfs_quote("/" + path)
@@ -73,6 +101,10 @@ def make_ext4(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str,
                 f"sif {q} atime @{node.mtime}",
                 f"sif {q} crtime @{epoch}",
             ]
+        for path in linked:  # staged as links to the user's files: their mode and mtime as they are
+            node = tree.nodes[path]
+            q = debugfs_quote("/" + path)
+            commands += [f"sif {q} mode 0{0o100000 | node.mode:o}", f"sif {q} mtime @{node.mtime}"]
         script = Path(tmp) / "owners.debugfs"
         script.write_text("\n".join(commands) + "\n")
         result = run(["debugfs", "-w", "-f", str(script), f"{device}?offset={p.offset}"])

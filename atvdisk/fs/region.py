@@ -456,3 +456,45 @@ def _all_zero(mv: memoryview) -> bool:
         if part != (_ZERO_CHUNK if len(part) == step else _ZERO_CHUNK[: len(part)]):
             return False
     return True
+
+
+class WritebackPump:
+    """While an external tool writes a byte range of a file or disk (mke2fs -d), start the
+    write-back of what it has written every ``interval`` seconds from a thread, as :class:`Region`
+    does for atvdisk's own writes: the tool's final fsync then finds most of it on the medium.
+    A hint only: nothing is waited for, and failures just stop the pump.
+
+    ``with WritebackPump(path, offset, length): run(["mke2fs", ...])``
+    """
+
+    def __init__(self, path: str | os.PathLike[str], offset: int, length: int, *, interval: float = 0.05) -> None:
+        self.path, self.offset, self.length, self.interval = os.fspath(path), offset, length, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fd = -1
+
+    def __enter__(self) -> WritebackPump:
+        if _sync_file_range is None:
+            return self
+        try:
+            # Not O_EXCL: the tool holds the disk exclusively, and this only reads its page cache.
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return self
+        self._thread = threading.Thread(target=self._run, name="atvdisk-writeback", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        assert _sync_file_range is not None
+        while not self._stop.wait(self.interval):
+            if _sync_file_range(self._fd, self.offset, self.length, _SYNC_FILE_RANGE_WRITE) != 0:
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,8 +1,11 @@
 """Materialise a :class:`~atvdisk.inputs.tree.FileTree` as a directory, for tools that read one
 (``mke2fs -d``, ``mcopy``). Data is copied with ``copy_file_range`` where the kernel can (a
-reflink on filesystems that share blocks), never hard-linked: setting modes and times on a hard
-link would change the user's own files. Owners are applied inside the target filesystem afterwards
-(see :mod:`atvdisk.fs.ext4`), so this works without root.
+reflink on filesystems that share blocks). With ``link_min``, large host files are hard-linked
+instead of copied (no second copy of a video in the page cache): such a link is left exactly as
+it is, never chmod'ed or touched (that would change the user's own file), so the tool that reads
+the directory must set their modes and times itself (:mod:`atvdisk.fs.ext4` does, with debugfs),
+and their data is not hashed here (the caller is told which, to hash them alongside the tool).
+Owners are applied inside the target filesystem afterwards, so this works without root.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from atvdisk.inputs.feed import copy_exact, feed
-from atvdisk.inputs.tree import FileTree, NodeKind, Source
+from atvdisk.inputs.tree import FileTree, HostFile, NodeKind, Source
 
 
 def copy_into_fd(src: BinaryIO, dst: int, size: int, what: str) -> None:
@@ -48,16 +51,49 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def materialise(tree: FileTree, parent: str | Path, hashes: dict[str, str] | None = None) -> Path:
+def materialise(tree: FileTree, parent: str | Path, hashes: dict[str, str] | None = None, *, link_min: int | None = None, linked: list[str] | None = None) -> Path:
     """Create a directory below ``parent`` holding ``tree``; return its path. ``hashes`` gets the
-    sha256 of every file's data as it was copied (see :func:`atvdisk.inputs.feed.feed`)."""
+    sha256 of every file's data as it was copied (see :func:`atvdisk.inputs.feed.feed`).
+
+    ``link_min``: hard-link host files of at least this many bytes where the filesystem allows
+    (each host file once: a second path to the same file is copied, so the tool never sees two
+    names of one inode); their tree paths are appended to ``linked`` and they are neither hashed
+    nor given the tree's mode and times."""
     root = Path(tempfile.mkdtemp(prefix="atvdisk-staging-", dir=parent))
+    done: set[str] = set()
+    if link_min is not None:
+        seen: set[tuple[int, int]] = set()
+        for path, node in tree.files():
+            src = node.source
+            if not isinstance(src, HostFile) or node.size < link_min:
+                continue
+            try:
+                st = os.stat(src.path)
+            except OSError:
+                continue  # feed() below names the problem
+            if (st.st_dev, st.st_ino) in seen or st.st_nlink > 1 or st.st_size != node.size:
+                continue  # already linked, or linked by the user: copy instead
+            try:
+                if os.listxattr(src.path):
+                    continue  # a link would carry the user's extended attributes along
+            except OSError:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src.path, target)
+            except OSError:
+                continue  # another filesystem, no permission: copy it
+            done.add(path)
+            if linked is not None:
+                linked.append(path)
     for path, node in tree:
         if not path:
             continue
         target = root / path
         if node.kind is NodeKind.DIR:
-            target.mkdir()
+            target.mkdir(exist_ok=True)
         elif node.kind is NodeKind.SYMLINK:
             assert node.target is not None
             os.symlink(node.target, target)
@@ -77,9 +113,11 @@ def materialise(tree: FileTree, parent: str | Path, hashes: dict[str, str] | Non
                 finally:
                     os.close(fd)
 
-    feed(tree, sink, hashes=hashes)
+    feed(tree, sink, hashes=hashes, skip=done)
     # Modes and times last, children before parents (creating an entry changes a directory's mtime).
     for path, node in sorted(tree, key=lambda pn: -(pn[0].count("/") + 1) if pn[0] else 0):
+        if path in done:
+            continue  # a hard link to the user's file: left alone
         target = root / path if path else root
         if node.kind is not NodeKind.SYMLINK:
             os.chmod(target, node.mode)

@@ -221,3 +221,37 @@ def test_written_data_is_handed_to_writeback_early(tmp_path: Path, monkeypatch: 
                 min(b, off + n) - max(a, off) for off, n in covered if off < b and off + n > a
             ) >= b - a, f"[{lo}, {hi}) was not handed to write-back: {covered}"
         assert len(calls) >= 4  # in pieces as the data comes, not one call at the end
+
+
+def test_writeback_pump_kicks_the_tools_range_until_it_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a tool writes (here: another process), the pump asks for write-back of the tool's
+    byte range, repeatedly, and stops when the block ends."""
+    import subprocess
+    import sys
+    import time
+
+    from atvdisk.fs import region as region_mod
+
+    if region_mod._sync_file_range is None:
+        pytest.skip("no sync_file_range on this system")
+    calls: list[tuple[int, int]] = []
+    real = region_mod._sync_file_range
+
+    def record(fd: int, off: int, n: int, flags: int) -> int:
+        assert flags == region_mod._SYNC_FILE_RANGE_WRITE
+        calls.append((off, n))
+        return real(fd, off, n, flags)
+
+    monkeypatch.setattr(region_mod, "_sync_file_range", record)
+    img = tmp_path / "img"
+    img.write_bytes(b"")
+    os.truncate(img, 64 * MIB)
+    writer = f"import os\nfd = os.open({str(img)!r}, os.O_WRONLY)\nfor i in range(8):\n    os.pwrite(fd, os.urandom({MIB}), {4 * MIB} + i * {MIB})\n"
+    with region_mod.WritebackPump(img, 4 * MIB, 16 * MIB, interval=0.01):
+        subprocess.run([sys.executable, "-c", writer], check=True)
+        time.sleep(0.1)
+    n = len(calls)
+    assert n >= 3 and set(calls) == {(4 * MIB, 16 * MIB)}
+    time.sleep(0.05)
+    assert len(calls) == n  # stopped with the block
+    assert _read(img, 4 * MIB, 1) != b"" and os.stat(img).st_size == 64 * MIB
