@@ -3,8 +3,11 @@ sfdisk, sgdisk and parted."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import subprocess
+import zlib
 
 import pytest
 from hypothesis import given
@@ -158,3 +161,195 @@ def test_damaged_backup_gpt_is_reported(tmp_path):
         f.seek(0)
         with pytest.raises(GptError, match="backup GPT header"):
             read_table(f, 512, SEED_SECTORS)
+
+
+# -- damage: what read_table (and so `atvdisk verify`) refuses, with sgdisk as the second judge --
+
+DAMAGE_SECTORS = 4_000_000
+
+
+@pytest.fixture(scope="module")
+def table_bytes(tmp_path_factory):
+    """A written table (atv1-openelec, 2 GB): its first 34 and last 33 sectors."""
+    plan = resolve(load_layout("atv1-openelec"), DAMAGE_SECTORS * 512, 512, seed="damage")
+    img = tmp_path_factory.mktemp("gpt") / "disk.img"
+    with open(img, "wb") as f:
+        f.truncate(DAMAGE_SECTORS * 512)
+    write_partition_table(str(img), plan)
+    with open(img, "rb") as f:
+        head = f.read(34 * 512)
+        f.seek((DAMAGE_SECTORS - 33) * 512)
+        tail = f.read(33 * 512)
+    return head, tail
+
+
+def damaged_image(tmp_path, table_bytes, damage):
+    """A fresh image with the table, after ``damage(f)`` patched it; returns its path."""
+    head, tail = table_bytes
+    img = tmp_path / "damaged.img"
+    with open(img, "wb") as f:
+        f.truncate(DAMAGE_SECTORS * 512)
+        f.write(head)
+        f.seek((DAMAGE_SECTORS - 33) * 512)
+        f.write(tail)
+    with open(img, "r+b") as f:
+        damage(f)
+    return img
+
+
+def patch_header(lba, **fields):
+    """Change header fields and give the header a correct CRC again (a consistent lie)."""
+
+    def damage(f):
+        f.seek(lba * 512)
+        header = GptHeader.unpack(f.read(512), "test")
+        f.seek(lba * 512)
+        f.write(dataclasses.replace(header, **fields).pack())
+
+    return damage
+
+
+def patch_bytes(offset, data):
+    def damage(f):
+        f.seek(offset)
+        f.write(data)
+
+    return damage
+
+
+BACKUP = DAMAGE_SECTORS - 1
+BACKUP_ENTRIES = DAMAGE_SECTORS - 33
+
+
+def rewrite_backup_array(f):
+    """Backup entry array changed (a partition's end moved by one), with its CRC and the backup
+    header's CRC recomputed: each copy is valid alone, but they disagree."""
+    f.seek(BACKUP_ENTRIES * 512)
+    array = bytearray(f.read(32 * 512))
+    entry = GptEntry.unpack(bytes(array[128:256]))
+    array[128:256] = dataclasses.replace(entry, last_lba=entry.last_lba - 1).pack()
+    f.seek(BACKUP_ENTRIES * 512)
+    f.write(array)
+    patch_header(BACKUP, entries_crc32=zlib.crc32(bytes(array)))(f)
+
+
+DAMAGES = {
+    "no MBR signature": (patch_bytes(510, b"\0\0"), "no MBR signature"),
+    "no GPT signature": (patch_bytes(512, b"EFI JUNK"), "primary GPT header (sector 1): no GPT header signature"),
+    "primary header CRC": (patch_bytes(512 + 40, b"\xff"), "primary GPT header (sector 1): header CRC mismatch"),
+    "header size too small": (patch_header(1, header_size=91), "primary GPT header (sector 1): header size 91 is invalid"),
+    "header size beyond its sector": (patch_header(1, header_size=513), "header size 513 is invalid"),
+    "revision": (patch_header(1, revision=0x00020000), "primary GPT header (sector 1): GPT revision 2.0, not 1.0"),
+    "primary not at sector 1": (patch_header(1, my_lba=2), "primary GPT header says it is at sector 2"),
+    "backup not at the end": (patch_header(1, alternate_lba=BACKUP - 1), f"should be at the last sector {BACKUP}, the primary says {BACKUP - 1}"),
+    "backup header CRC": (patch_bytes(BACKUP * 512 + 60, b"\xff"), f"backup GPT header (sector {BACKUP}): header CRC mismatch"),
+    "backup points elsewhere": (patch_header(BACKUP, alternate_lba=2), "the backup GPT header does not point back at the primary"),
+    "backup says it is elsewhere": (patch_header(BACKUP, my_lba=BACKUP - 1), "the backup GPT header does not point back at the primary"),
+    "entry size": (patch_header(1, entry_size=256), "unusual GPT entry array: 128 x 256 bytes"),
+    "too many entries": (patch_header(1, num_entries=1025), "unusual GPT entry array: 1025 x 128 bytes"),
+    "primary array CRC": (patch_bytes(2 * 512 + 200, b"\x01"), "primary GPT entry array CRC mismatch"),
+    "backup array CRC": (patch_bytes(BACKUP_ENTRIES * 512 + 200, b"\x01"), "backup GPT entry array CRC mismatch"),
+    "arrays differ": (rewrite_backup_array, "the primary and backup GPT entry arrays differ"),
+    "headers differ in first usable": (patch_header(BACKUP, first_usable=35), "primary and backup GPT headers differ in first_usable"),
+    "headers differ in disk GUID": (patch_header(BACKUP, disk_guid="01234567-89AB-CDEF-0123-456789ABCDEF"), "differ in disk_guid"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGES, ids=list(DAMAGES))
+def test_damaged_table_is_refused_and_sgdisk_agrees(tmp_path, table_bytes, case):
+    damage, message = DAMAGES[case]
+    img = damaged_image(tmp_path, table_bytes, damage)
+    with open(img, "rb") as f, pytest.raises(GptError) as info:
+        read_table(f, 512, DAMAGE_SECTORS)
+    assert message in str(info.value)
+    assert info.value.hint
+    assert sgdisk_objects(img), f"sgdisk -v finds nothing wrong with {case}"
+
+
+def sgdisk_objects(img) -> bool:
+    """Whether sgdisk -v objects to the table (it recovers from one bad copy and may then add "No
+    problems found", but it first says it found a problem, a corrupt GPT or MBR)."""
+    out = subprocess.run(["sgdisk", "-v", str(img)], capture_output=True, text=True)
+    return bool(re.search(r"Problem|Caution|Warning|corrupt", out.stdout + out.stderr))
+
+
+def test_the_undamaged_table_reads_back(tmp_path, table_bytes):
+    img = damaged_image(tmp_path, table_bytes, lambda f: None)
+    with open(img, "rb") as f:
+        table = read_table(f, 512, DAMAGE_SECTORS)
+    assert len(table.partitions) == 5 and table.primary.revision == 0x00010000
+    assert not sgdisk_objects(img)
+
+
+def test_a_truncated_image_is_a_short_read(tmp_path, table_bytes):
+    img = damaged_image(tmp_path, table_bytes, lambda f: None)
+    with open(img, "r+b") as f:
+        f.truncate((DAMAGE_SECTORS - 10) * 512)
+    with open(img, "rb") as f, pytest.raises(GptError, match=f"short read at sector {BACKUP}"):
+        read_table(f, 512, DAMAGE_SECTORS)
+
+
+def test_a_grown_disk_is_told_apart_from_a_damaged_one(tmp_path, table_bytes):
+    # The same table on a disk now 1 MiB larger (an image grown with truncate): the backup is no
+    # longer at the end, and the message says the size changed.
+    img = damaged_image(tmp_path, table_bytes, lambda f: None)
+    with open(img, "r+b") as f:
+        f.truncate((DAMAGE_SECTORS + 2048) * 512)
+    with open(img, "rb") as f, pytest.raises(GptError) as info:
+        read_table(f, 512, DAMAGE_SECTORS + 2048)
+    assert "the disk size changed" in info.value.hint
+
+
+def test_mbr_records_pack_as_the_spec_lays_them_out():
+    mbr = Mbr((MbrEntry(0, 0xEE, 1, 69671), MbrEntry(0x80, 0xAF, 69672, 819200), MbrEntry(0, 0, 0, 0), MbrEntry(0, 0, 0, 0)), 0x12345678)
+    boot = bytes(range(256)) + bytes(range(184))
+    raw = mbr.pack(boot_code=boot)
+    assert len(raw) == 512 and raw[:440] == boot and raw[510:] == b"\x55\xaa"
+    assert raw[440:446] == b"\x78\x56\x34\x12\0\0"  # disk signature, then two zero bytes
+    assert raw[446 + 16] == 0x80 and raw[446 + 16 + 4] == 0xAF  # status, type
+    assert raw[446 + 32 :] == b"\0" * 32 + b"\x55\xaa"  # unused records are all zero
+    assert mbr.pack()[:440] == b"\0" * 440
+    with pytest.raises(GptError, match="no MBR signature"):
+        Mbr.unpack(raw[:510] + b"\0\0")
+
+
+def test_hybrid_mbr_without_efi_first_and_with_a_type_mbr_cannot_name(tmp_path):
+    """No EFI partition first: the 0xEE record covers only the GPT up to the first partition.
+    A partition whose type has no MBR code (Linux RAID here) is left out, not guessed."""
+    layout = parse_layout(
+        """
+        [disk]
+        hybrid_mbr = true
+        [[partition]]
+        name = "Linux"
+        type = "linux"
+        start = "2048s"
+        size = "20000s"
+        [[partition]]
+        name = "Raid"
+        type = "A19D880F-05FC-4D3B-A006-743F0F84911E"
+        size = "20000s"
+        [[partition]]
+        name = "Mac"
+        type = "hfsplus"
+        size = "20000s"
+        [[partition]]
+        name = "Swap"
+        type = "swap"
+        size = "20000s"
+        [[partition]]
+        name = "More"
+        type = "linux"
+        size = "rest"
+        """
+    )
+    plan = resolve(layout, 64 * 2**20, 512)
+    img = _image(tmp_path, 64 * 2048)
+    write_partition_table(str(img), plan)
+    mbr = json.loads(subprocess.run(["sfdisk", "--label-nested", "dos", "--json", str(img)], check=True, capture_output=True, text=True).stdout)
+    assert [(p["start"], p["size"], p["type"]) for p in mbr["partitiontable"]["partitions"]] == [
+        (1, 2047, "ee"),
+        (2048, 20000, "83"),
+        (42048, 20000, "af"),
+        (62048, 20000, "82"),
+    ]

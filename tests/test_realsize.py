@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from atvdisk.fs.partition import write_partition_table
+from atvdisk.layout.plan import PlannedFs
 from atvdisk.layout.resolver import resolve
-from atvdisk.layout.schema import load_layout
+from atvdisk.layout.schema import FsKind, load_layout
+from atvdisk.verify import verify
 
 STOCK_40GB = 78_140_160  # Apple's stock disk (parted prints 40.0GB)
 DISK_160GB = 312_581_808  # a common 160 GB laptop disk
@@ -140,6 +142,13 @@ def test_real_size_partition_table(tmp_path, layout_name, size, hybrid):
         assert file_chs(img) == [((0, 0, 2), (1023, 255, 63))]
     assert fdisk_chs_complaints(img) == []
 
+    # atvdisk's own verification reads the same tables, and tells the two MBR kinds apart.
+    table_only = dataclasses.replace(plan, partitions=tuple(dataclasses.replace(p, fs=PlannedFs(FsKind.NONE, None, None)) for p in plan.partitions))
+    report = verify(str(img), table_only)
+    assert report.mismatches == [] and report.checked == [f"GPT (both copies) and {'hybrid' if hybrid else 'protective'} MBR"]
+    wrong = verify(str(img), dataclasses.replace(table_only, hybrid_mbr=not hybrid)).mismatches
+    assert len(wrong) == 1 and wrong[0].startswith("MBR records")
+
 
 def test_chs_addresses_at_the_1023_cylinder_boundary(tmp_path):
     """Partitions that start and end on both sides of the last addressable cylinder: fdisk checks
@@ -193,6 +202,7 @@ def atvdisk(*args: object) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "atvdisk", *map(str, args)], capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_stock_40gb_disk_builds_and_verifies(tmp_path):
     """The whole build at Apple's stock size, judged by sfdisk, blkid and an independent verify."""
     img = tmp_path / "atv.img"

@@ -62,7 +62,9 @@ class GptHeader:
 
     _FORMAT = "<8sIIII QQQQ 16s QIII"
 
-    def pack(self, *, with_crc: bool = True) -> bytes:
+    def pack(self) -> bytes:
+        """The header with its CRC computed (``header_crc32`` is the one that was read)."""
+
         def raw(crc: int) -> bytes:
             return struct.pack(
                 self._FORMAT,
@@ -82,8 +84,6 @@ class GptHeader:
                 self.entries_crc32,
             )
 
-        if not with_crc:
-            return raw(self.header_crc32)
         return raw(zlib.crc32(raw(0)))
 
     def with_crc(self) -> GptHeader:
@@ -100,6 +100,8 @@ class GptHeader:
         check[16:20] = b"\0\0\0\0"
         if zlib.crc32(check) != crc:
             raise GptError(f"{where}: header CRC mismatch", hint="the GPT is damaged")
+        if rev != GPT_REVISION:
+            raise GptError(f"{where}: GPT revision {rev >> 16}.{rev & 0xFFFF}, not 1.0", hint="every UEFI version writes revision 1.0: the GPT is damaged")
         return cls(my, alt, first, last, guid_from_bytes(dguid), elba, n, esize, ecrc, crc, rev, hsize)
 
 
@@ -307,7 +309,7 @@ def hybrid_mbr(partitions: list[tuple[int, GptEntry]], total_sectors: int, type_
     limit = 2**32
     ordered = sorted(partitions, key=lambda ne: ne[1].first_lba)
     if not ordered:
-        return Mbr((MbrEntry(0, MBR_TYPE_PROTECTIVE, 1, min(total_sectors - 1, limit - 1)),) + (MbrEntry(0, 0, 0, 0),) * 3)  # type: ignore[arg-type]
+        return protective_mbr(total_sectors)
     first = ordered[0][1]
     if type_for.get(first.type_guid) == MBR_TYPE_EFI:
         protective_end = first.last_lba
