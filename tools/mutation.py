@@ -60,9 +60,9 @@ ALL_KINDS = DEFAULT_KINDS + ("boundary", "arith")
 # Each module's fast tests: what a mutant of it is judged by. Paths are relative to the root.
 DEFAULT_TESTS: dict[str, tuple[str, ...]] = {
     "atvdisk/layout/units.py": ("tests/test_units.py",),
-    "atvdisk/layout/schema.py": ("tests/test_resolver.py", "tests/test_layouts_fail.py", "tests/test_units.py", "tests/test_validations.py"),
-    "atvdisk/layout/resolver.py": ("tests/test_resolver.py", "tests/test_layouts_fail.py", "tests/test_validations.py"),
-    "atvdisk/layout/plan.py": ("tests/test_resolver.py", "tests/test_layouts_fail.py", "tests/test_validations.py"),
+    "atvdisk/layout/schema.py": ("tests/test_schema.py", "tests/test_layouts_fail.py", "tests/test_plan.py", "tests/test_resolver.py", "tests/test_validations.py"),
+    "atvdisk/layout/resolver.py": ("tests/test_layouts_fail.py", "tests/test_plan.py", "tests/test_resolver.py", "tests/test_validations.py"),
+    "atvdisk/layout/plan.py": ("tests/test_plan.py", "tests/test_resolver.py", "tests/test_layouts_fail.py", "tests/test_validations.py"),
     "atvdisk/fs/gpt.py": ("tests/test_gpt.py", "tests/test_realsize.py"),
     "atvdisk/bootscript.py": ("tests/test_bootscript.py",),
     "atvdisk/inputs/tarstream.py": ("tests/test_tarstream.py",),

@@ -35,10 +35,6 @@ class Region:
     start: int
     end: int
 
-    @property
-    def sectors(self) -> int:
-        return self.end - self.start + 1
-
 
 @dataclass(frozen=True)
 class PlannedFs:

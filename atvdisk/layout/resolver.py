@@ -62,6 +62,14 @@ def resolve(layout: Layout, disk_bytes: int, sector_size: int, *, seed: str | No
     return _Resolver(layout, disk_bytes, sector_size, seed).plan()
 
 
+class _TooSmall(Exception):
+    """A check failed that a larger disk would pass; ``where`` is the layout setting involved."""
+
+    def __init__(self, where: str | None) -> None:
+        super().__init__(where)
+        self.where = where
+
+
 class _Resolver:
     def __init__(self, layout: Layout, disk_bytes: int, sector_size: int, seed: str | None) -> None:
         self.layout = layout
@@ -72,6 +80,10 @@ class _Resolver:
 
     def fail(self, where: str | None, message: str, value: object = None, *, hint: str) -> PlanError:
         return PlanError(message, source=self.layout.source, where=where, value=value, hint=hint)
+
+    def too_little(self, spec: PartitionSpec, where: str, message: str, value: object, *, hint: str) -> Exception:
+        """A partition too small for its filesystem: for the 'rest' partition, a disk too small."""
+        return _TooSmall(where) if spec.is_rest else self.fail(where, message, value, hint=hint)
 
     def to_sectors(self, q: Quantity, where: str, what: str) -> int:
         nbytes = q.to_bytes(self.L)
@@ -90,29 +102,27 @@ class _Resolver:
     def plan(self) -> Plan:
         try:
             return self._plan()
-        except DiskTooSmall as e:
-            if self.disk_bytes <= 0 or self.disk_bytes % self.S:
-                raise
-            # Each check knows only its own shortfall (the GPT, disk.min_size, the partitions):
-            # quote the size that passes them all, so the user is not sent back a second time.
-            raise self.too_small(self.minimum_disk_bytes(e.need_bytes), why=e.where) from None
+        except _TooSmall as e:
+            # Each check knows only that it fails (the GPT, disk.min_size, the partitions, the
+            # filesystem of the 'rest' partition): quote the size that passes them all, so the
+            # user is not sent back a second time.
+            raise self.too_small(self.minimum_disk_bytes(), why=e.where) from None
 
     def fits(self, disk_bytes: int) -> bool:
         """Whether a disk of ``disk_bytes`` is large enough (any other problem is not about size)."""
         try:
             _Resolver(self.layout, disk_bytes, self.S, self.seed)._plan()
-        except DiskTooSmall:
+        except _TooSmall:
             return False
         except PlanError:
             return True
         return True
 
-    def minimum_disk_bytes(self, first_guess: int) -> int:
-        """The smallest disk size, in whole sectors, this layout resolves on (it is at least
-        ``first_guess``, the shortfall one check found)."""
+    def minimum_disk_bytes(self) -> int:
+        """The smallest disk size, in whole sectors, this layout resolves on."""
         S = self.S
         low = self.disk_bytes // S  # sectors that do not fit
-        high = max(ceil_div(first_guess, S), low + 1)
+        high = low + 1
         while not self.fits(high * S):
             low, high = high, 2 * high
         while high - low > 1:
@@ -135,13 +145,12 @@ class _Resolver:
         last_usable = total - 2 - es
         reserved = self.reserved_regions(total, es)
         if last_usable < first_usable:
-            raise self.too_small(2 * (2 + es) * S)
+            raise _TooSmall(None)
 
         disk = self.layout.disk
         if disk.min_size is not None:
-            need = disk.min_size.to_bytes(self.L)
-            if self.disk_bytes < need:
-                raise self.too_small(need, why="disk.min_size")
+            if self.disk_bytes < disk.min_size.to_bytes(self.L):
+                raise _TooSmall("disk.min_size")
 
         align = self.to_sectors(disk.align, "disk.align", "alignment") if disk.align else 1
         if align == 0:
@@ -238,19 +247,15 @@ class _Resolver:
             w = f"partition[{rest_index + 1}]"
             start = starts[rest_index] if starts[rest_index] is not None else _align_up(cursor, align)
             minimum = self.to_sectors(rest.min_size, f"{w}.min_size", "min_size") if rest.min_size else ceil_div(DEFAULT_REST_MIN, self.S)
-            available = limit - start + 1
-            if available < minimum:
-                raise self.too_small(self.disk_bytes + (minimum - available) * self.S)
+            if rest.fs.kind is FsKind.FAT32 and self.S < 1024:
+                limit -= (limit - start + 1) % (1024 // self.S)  # mkfs.fat counts whole KiB
+            if limit - start + 1 < minimum:
+                raise _TooSmall(f"{w}.size")
             result[rest_index] = (rest, start, limit)
-        else:
-            # Without a 'rest' partition, report a disk that is too small before overlap details.
-            pass
 
         placed = [r for r in result if r is not None]
-        max_end = max(end for _, _, end in placed)
-        if max_end > last_usable:
-            need = (max_end + 2 + es) * self.S
-            raise self.too_small(need)
+        if max(end for _, _, end in placed) > last_usable:
+            raise _TooSmall(None)
         return placed
 
     def check_overlaps(self, reserved: tuple[Region, ...], partitions: tuple[PlannedPartition, ...]) -> None:
@@ -282,8 +287,6 @@ class _Resolver:
                         f"partitions must lie within sectors {reserved[2].end + 1}-{reserved[3].start - 1} and not overlap"
                     ),
                 )
-            if a.start < 0 or a.end >= reserved[-1].end + 1:
-                raise self.fail(None, f"{a.name} (sectors {a.start}-{a.end}) is outside the disk", a.start, hint="use a larger disk, or move the partition")
 
     def plan_partition(self, n: int, spec: PartitionSpec, start: int, end: int) -> PlannedPartition:
         sectors = end - start + 1
@@ -314,7 +317,7 @@ class _Resolver:
             clusters = fat32_cluster_count(size, cluster)
             if clusters < FAT32_MIN_CLUSTERS:
                 best = self.auto_fat_cluster(n, spec, size)
-                raise self.fail(
+                raise self.too_little(spec, 
                     f"{w}.cluster_size",
                     f"FAT32 too small for its cluster size: {format_parted(size)} in {cluster}-byte clusters is"
                     f" {clusters} clusters; FAT32 needs at least {FAT32_MIN_CLUSTERS}",
@@ -328,9 +331,9 @@ class _Resolver:
         if fs.kind.is_hfs:
             assert fs.block_size is not None
             if size < HFS_MIN_BYTES:
-                raise self.fail(w, f"an HFS+ volume needs at least {format_iec(HFS_MIN_BYTES)}; {spec.name} is {format_iec(size)}", size, hint="make the partition larger")
+                raise self.too_little(spec, w, f"an HFS+ volume needs at least {format_iec(HFS_MIN_BYTES)}; {spec.name} is {format_iec(size)}", size, hint="make the partition larger")
             if fs.block_size > size // 16:
-                raise self.fail(f"{w}.block_size", f"block size {fs.block_size} is too large for a {format_iec(size)} volume", fs.block_size, hint="use 4096")
+                raise self.too_little(spec, f"{w}.block_size", f"block size {fs.block_size} is too large for a {format_iec(size)} volume", fs.block_size, hint="use 4096")
             if size // fs.block_size > HFS_MAX_BLOCKS:
                 raise self.fail(f"{w}.block_size", f"{size // fs.block_size} blocks of {fs.block_size} bytes: HFS+ counts at most 2^32-1 blocks", fs.block_size, hint="use a larger block_size")
             journal_size = None
@@ -339,7 +342,7 @@ class _Resolver:
                 if journal_size % fs.block_size:
                     raise self.fail(f"{w}.journal_size", f"journal size {journal_size} is not a multiple of the block size {fs.block_size}", journal_size, hint=f"use a multiple of {fs.block_size} bytes")
                 if journal_size > size // 2:
-                    raise self.fail(f"{w}.journal_size", f"a {format_iec(journal_size)} journal does not fit a {format_iec(size)} volume", journal_size, hint="use a smaller journal_size or no journal")
+                    raise self.too_little(spec, f"{w}.journal_size", f"a {format_iec(journal_size)} journal does not fit a {format_iec(size)} volume", journal_size, hint="use a smaller journal_size or no journal")
             vol_id = fs_uuid.hex[:16].upper() if fs_uuid else None
             return PlannedFs(fs.kind, fs.label, vol_id, journal=fs.journal, block_size=fs.block_size, journal_size=journal_size)
         if fs.kind is FsKind.EXT4:
@@ -349,13 +352,13 @@ class _Resolver:
             else:
                 minimum, what = EXT4_MIN_BYTES_NO_JOURNAL, "ext4 needs"
             if size < minimum:
-                raise self.fail(w, f"{what}, at least {minimum} bytes ({format_iec(minimum)}); {spec.name} is {size} bytes ({format_iec(size)})", size,
+                raise self.too_little(spec, w, f"{what}, at least {minimum} bytes ({format_iec(minimum)}); {spec.name} is {size} bytes ({format_iec(size)})", size,
                                 hint=f"make {spec.name} at least {minimum} bytes" + (" or set journal = false" if fs.journal else ""))
             hash_seed = str(seeded_uuid(self.seed, f"partition/{n}/hash_seed")) if self.seed else None
             return PlannedFs(fs.kind, fs.label, str(fs_uuid) if fs_uuid else None, journal=fs.journal, block_size=fs.block_size, reserved_percent=fs.reserved_percent, hash_seed=hash_seed)
         if fs.kind is FsKind.SWAP:
             if size < SWAP_MIN_PAGES * SWAP_PAGE:
-                raise self.fail(w, f"swap needs at least {SWAP_MIN_PAGES} pages of {SWAP_PAGE} bytes; {spec.name} is {size} bytes", size, hint=f"make {spec.name} at least {SWAP_MIN_PAGES * SWAP_PAGE} bytes")
+                raise self.too_little(spec, w, f"swap needs at least {SWAP_MIN_PAGES} pages of {SWAP_PAGE} bytes; {spec.name} is {size} bytes", size, hint=f"make {spec.name} at least {SWAP_MIN_PAGES * SWAP_PAGE} bytes")
             return PlannedFs(fs.kind, fs.label, str(fs_uuid) if fs_uuid else None)
         return PlannedFs(fs.kind, None, None)
 
@@ -365,7 +368,7 @@ class _Resolver:
             if fat32_cluster_count(size, cluster) >= FAT32_MIN_CLUSTERS:
                 return cluster
         need = fat32_min_bytes(512)
-        raise self.fail(
+        raise self.too_little(spec, 
             f"partition[{n}].size",
             f"FAT32 too small: {spec.name} is {format_parted(size)}; even 512-byte clusters give"
             f" {fat32_cluster_count(size, 512)} clusters, and FAT32 needs at least {FAT32_MIN_CLUSTERS}",

@@ -220,12 +220,6 @@ class Layout:
                 return p
         raise KeyError(name)
 
-    def number_of(self, name: str) -> int:
-        for i, p in enumerate(self.partitions, 1):
-            if p.name == name:
-                return i
-        raise KeyError(name)
-
 
 # --------------------------------------------------------------------------------------------
 # Loading

@@ -1,0 +1,140 @@
+"""The plan as users see it: `atvdisk plan`'s table, gaps and steps, and its JSON document."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from atvdisk.layout.plan import PLAN_FORMAT, Plan
+from atvdisk.layout.resolver import resolve
+from atvdisk.layout.schema import load_layout, parse_layout
+
+LAYOUT = '''description = "gaps"
+[disk]
+seed = "render"
+[boot]
+boot = "Boot"
+storage = "Data"
+[[partition]]
+name = "EFI"
+type = "efi"
+start = "40s"
+size = "69632s"
+fs = { kind = "fat32", label = "EFI", cluster_size = 512 }
+[[partition]]
+name = "Boot"
+type = "hfsplus"
+start = "71680s"
+size = "64MiB"
+fs = { kind = "hfsplus", label = "Boot", journal = true }
+contents = [{ kind = "bootscript", path = "boot.sh" }, { kind = "tarball", source = "{restore}", path = "r" }, { kind = "file", source = "{openelec}/KERNEL", path = "KERNEL" }, { kind = "remove", path = "r/x" }, { kind = "text", path = "t", text = "x" }]
+[[partition]]
+name = "Data"
+type = "linux"
+start = "300000s"
+size = "100MiB"
+fs = { kind = "ext4", journal = false }
+[[partition]]
+name = "Swap"
+type = "swap"
+size = "10MiB"
+fs = { kind = "swap" }
+[[partition]]
+name = "Raw"
+type = "linux"
+size = "1MiB"
+'''
+
+RENDERED = """\
+Layout:  gaps (<string>)
+Disk:    2097152s x 512 B = 1073741824 B (1074MB, 1.0 GiB)
+GPT:     usable sectors 34-2097118; backup GPT from 2097119s; disk GUID 79B1ADCC-D1B0-5B4B-9217-E5482B87B4F5
+On the ATV this disk is /dev/sda
+
+#  Name  Start    End      Size            Type                                          FS                                 Label  ATV device
+1  EFI   40s      69671s   69632s 35.7MB   efi C12A7328-F81F-11D2-BA4B-00A0C93EC93B      fat32 (512 B clusters)             EFI    /dev/sda1
+2  Boot  71680s   202751s  131072s 67.1MB  hfsplus 48465300-0000-11AA-AA11-00306543ECAC  hfsplus journaled (4096 B blocks)  Boot   /dev/sda2
+3  Data  300000s  504799s  204800s 105MB   linux 0FC63DAF-8483-4772-8E79-3D69D8477DE4    ext4 no journal (4096 B blocks)    -      /dev/sda3
+4  Swap  504800s  525279s  20480s 10.5MB   swap 0657FD6D-A4AB-43C4-84E5-0933C84B4F4F     swap                               -      /dev/sda4
+5  Raw   525280s  527327s  2048s 1049kB    linux 0FC63DAF-8483-4772-8E79-3D69D8477DE4    none                               -      /dev/sda5
+(sectors 34-39 are usable but left unpartitioned: 6 sectors)
+(sectors 69672-71679 are usable but left unpartitioned: 2008 sectors)
+(sectors 202752-299999 are usable but left unpartitioned: 97248 sectors)
+(sectors 527328-2097118 are usable but left unpartitioned: 1569791 sectors)
+
+Boot:    boot=Boot storage=Data kernel=KERNEL options='quiet nosplash' names by device
+
+Steps a build takes:
+   1. check the target: a whole disk or image of 1073741824 bytes, not the system disk, nothing mounted; confirm
+   2. wipe the protective MBR and primary GPT (sectors 0-33) and the backup GPT (sectors 2097119-2097151), and old signatures at the start and end of every partition (on a disk; a new image file starts out empty)
+   3. partition 1 EFI: FAT32 labelled 'EFI', 512-byte clusters, with mkfs.fat at byte 20480 (69632 sectors)
+   4. partition 2 Boot: hfsplus volume labelled 'Boot', journaled, 4096-byte blocks, written by atvdisk at byte 36700160 (131072 sectors), holding the boot script /boot.sh, tarball {restore} at /r, {openelec}/KERNEL as /KERNEL, minus /r/x, text /t
+   5. partition 3 Data: ext4, 4096-byte blocks, no journal, with mke2fs at byte 153600000 (204800 sectors)
+   6. partition 4 Swap: swap signature with mkswap at byte 258457600 (20480 sectors)
+   7. write the GPT with libparted: 5 partitions, names and type GUIDs as above, disk and partition GUIDs from the seed
+   8. verify: read the GPT, every filesystem and every payload file back and compare with the plan and the sources"""
+
+
+@pytest.fixture(scope="module")
+def plan() -> Plan:
+    return resolve(parse_layout(LAYOUT, name="gaps"), 2**30, 512)
+
+
+def test_rendered_plan(plan):
+    """What `atvdisk plan` prints: every partition, every gap, the boot settings, every step."""
+    assert plan.render() == RENDERED
+
+
+def test_rendered_plan_without_boot_seed_or_gaps():
+    layout = parse_layout('[disk]\nhybrid_mbr = true\n[[partition]]\nname = "EFI"\ntype = "efi"\nstart = "34s"\nsize = "rest"\n', name="bare")
+    text = resolve(layout, 2**30, 512).render()
+    assert "disk GUID random at build" in text
+    assert "On the ATV this disk is /dev/sda; hybrid MBR synced to the GPT" in text
+    assert "unpartitioned" not in text and "Boot:" not in text
+    assert "   4. sync a hybrid MBR to the GPT (as gptsync does)" in text
+    assert "disk and partition GUIDs from the seed" not in text
+
+
+def test_gaps_are_the_usable_sectors_no_partition_covers(plan):
+    assert plan.gaps() == [(34, 39), (69672, 71679), (202752, 299999), (527328, 2097118)]
+    full = resolve(parse_layout('[[partition]]\nname = "A"\ntype = "linux"\nstart = "34s"\nsize = "rest"\n'), 2**30, 512)
+    assert full.gaps() == []
+
+
+def test_partitions_by_name(plan):
+    assert plan.partition("Swap").number == 4
+    with pytest.raises(KeyError):
+        plan.partition("swap")
+
+
+def test_json_document(plan):
+    data = json.loads(plan.to_json())
+    assert data["format"] == PLAN_FORMAT == "atvdisk-plan/1"
+    swap = data["partitions"][3]
+    assert (swap["start"], swap["end"], swap["size_bytes"], swap["offset_bytes"], swap["size_human"]) == (504800, 525279, 10 * 2**20, 504800 * 512, "10.5MB")
+    assert data["reserved"][0] == {"name": "protective MBR", "kind": "reserved", "start": 0, "end": 0}
+    assert data["boot"]["name_by"] == "device" and data["partitions"][4]["fs"]["kind"] == "none"
+    assert [s["kind"] for s in data["steps"]] == ["check", "wipe", "mkfs", "mkfs", "mkfs", "mkfs", "partition", "verify"]
+    assert "é" in Plan.from_json(json.dumps({**data, "description": "é"})).description  # not escaped
+    assert "é" in resolve(parse_layout('description = "é"\n[[partition]]\nname = "A"\ntype = "linux"\nsize = "rest"\n'), 2**30, 512).to_json()
+
+
+@pytest.mark.parametrize("layout", ["atv1-openelec", "atv1-factory", "gaps", "bare"])
+def test_json_round_trip(layout, plan):
+    if layout == "gaps":
+        p = plan
+    elif layout == "bare":
+        p = resolve(parse_layout('[[partition]]\nname = "A"\ntype = "linux"\nsize = "rest"\n'), 2**30, 4096)
+    else:
+        p = resolve(load_layout(layout), 78_140_160 * 512, 512, seed="json")
+    again = Plan.from_json(p.to_json())
+    assert again == p
+    assert again.render() == p.render()
+
+
+def test_json_of_another_format_is_refused(plan):
+    data = json.loads(plan.to_json())
+    for wrong in ("atvdisk-plan/2", None):
+        with pytest.raises(ValueError, match="not an atvdisk-plan/1 document"):
+            Plan.from_dict({**data, "format": wrong})
