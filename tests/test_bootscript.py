@@ -66,6 +66,51 @@ def test_hfs_uuid_derivation_matches_a_known_volume():
     assert hfs_blkid_uuid("7B8031DCF3FA5B8D") == "615848dd-d058-31fd-99e4-46b0a4fd6c0f"
 
 
+def _volume_ids_covering_the_uuid_bits() -> list[int]:
+    """Volume ids whose MD5 digests put every pattern in the bytes the UUID's version (byte 6,
+    high nibble) and variant (byte 8, two high bits) overwrite: the nibble to keep all 0s and all
+    1s, the nibble to replace not already 3, the variant bits 00, 01, 10 and 11, and the six bits
+    to keep all 0s and all 1s. A single vector can hide a wrong mask; these cannot."""
+    import hashlib
+
+    from atvdisk.bootscript import HFS_UUID_NAMESPACE
+
+    wanted = {
+        "b6 low 0": lambda d: d[6] & 0x0F == 0x0 and d[6] >> 4 != 3,
+        "b6 low F": lambda d: d[6] & 0x0F == 0xF and d[6] >> 4 != 3,
+        "b6 high F": lambda d: d[6] >> 4 == 0xF,
+        "b8 00 + 3F": lambda d: d[8] >> 6 == 0 and d[8] & 0x3F == 0x3F,
+        "b8 11 + 00": lambda d: d[8] >> 6 == 3 and d[8] & 0x3F == 0,
+        "b8 01": lambda d: d[8] >> 6 == 1,
+    }
+    found: dict[str, int] = {}
+    vid = 1
+    while len(found) < len(wanted):
+        d = hashlib.md5(HFS_UUID_NAMESPACE + vid.to_bytes(8, "big")).digest()
+        for what, test in wanted.items():
+            if what not in found and test(d):
+                found[what] = vid
+        vid += 1
+    return sorted(set(found.values()))
+
+
+def test_hfs_uuid_as_blkid_derives_it(tmp_path):
+    """blkid (util-linux) is the judge: for volume ids chosen so that no bit of the version and
+    variant fields can be wrong unnoticed, the UUID blkid reads from a real HFS+ volume is the
+    one the boot script is given."""
+    from atvdisk.fs.hfsplus.layout import VolumeOptions
+    from atvdisk.fs.hfsplus.tree import HfsTree
+    from atvdisk.fs.hfsplus.writer import write_volume
+    from atvdisk.fs.region import Region
+
+    for vid in _volume_ids_covering_the_uuid_bits() + [2**64 - 1]:
+        image = tmp_path / f"{vid}.hfs"
+        with Region.open(image, 0, 1 << 20, create=True) as region:
+            write_volume(HfsTree(), VolumeOptions(volume_id=vid, create_time=1), region)
+        blkid = subprocess.run(["blkid", "-p", "-o", "value", "-s", "UUID", str(image)], capture_output=True, text=True, check=True)
+        assert hfs_blkid_uuid(f"{vid:016X}") == blkid.stdout.strip(), vid
+
+
 def test_fsck_follows_the_filesystem_kind():
     layout = parse_layout(
         """

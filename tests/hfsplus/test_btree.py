@@ -218,3 +218,104 @@ def test_parse_node_checks() -> None:
     bad(lambda b: (b.__setitem__(8, 0), b.__setitem__(9, 5)), "index node with height 5")
     with pytest.raises(HfsCorruptError, match="short read"):
         parse_node(bytes(good[:100]), 1, 512, max_key_length=516, depth=1, what="t")
+
+
+# -- limits (issue 15): odd sizes, exact fits, short index records, map nodes of big trees ----
+
+
+def _sized(key_units: int, data: int) -> tuple[bytes, bytes]:
+    """One catalog-like record whose key has ``key_units`` UTF-16 units and ``data`` bytes."""
+    name = b"\x00a" * key_units
+    return struct.pack(">HIH", 6 + len(name), 16, key_units) + name, bytes(data)
+
+
+def test_odd_record_sizes_are_refused() -> None:
+    spec = BTreeSpec(512, 516, CAT, 0xCF)
+    key, _ = _sized(3, 0)
+    with pytest.raises(ValueError, match="even size"):
+        plan_btree([(key, b"x" * 11)], spec)
+    with pytest.raises(ValueError, match="even size"):
+        plan_btree([(key, 10), (key + b"\x00a", 13)], spec)  # (key, data size) form too
+    plan_btree([(key, 12)], spec)
+
+
+@pytest.mark.parametrize("node_size", [512, 4096])
+def test_a_record_that_exactly_fills_a_node(node_size: int) -> None:
+    """A node holds its 14-byte descriptor, the records and one 2-byte offset per record plus
+    the free-space offset: one record of node_size - 18 bytes fills it exactly."""
+    spec = BTreeSpec(node_size, 516, CAT, 0xCF)
+    key, _ = _sized(3, 0)
+    full = node_size - 14 - 4
+    records = [(key, bytes(full - len(key)))]
+    plan = plan_btree(records, spec)
+    assert plan.level_nodes == (1,)
+    nodes = dict(build_nodes(plan, records))
+    assert _walk(nodes, spec, plan) == records
+    leaf = nodes[1]
+    assert struct.unpack_from(">HH", leaf, node_size - 4) == (node_size - 4, 14)  # free space starts at the table
+    with pytest.raises(ValueError, match="does not fit"):
+        plan_btree([(key, bytes(full - len(key) + 2))], spec)
+    # two records filling a node exactly stay in one leaf; two bytes more split them
+    half = (node_size - 14 - 6) // 2
+    pair = [(key, bytes(half - len(key))), (key[:-2] + b"\x00b", bytes(half - len(key)))]
+    assert plan_btree(pair, spec).level_nodes == (1,)
+    bigger = [pair[0], (pair[1][0], pair[1][1] + b"\0\0")]
+    assert plan_btree(bigger, spec).level_nodes == (2, 1)
+    nodes = dict(build_nodes(plan_btree(bigger, spec), bigger))
+    assert _walk(nodes, spec, plan_btree(bigger, spec)) == bigger
+
+
+def test_room_boundary() -> None:
+    """A record may need room up to the node's end: exactly the node is allowed, more is not."""
+    spec = BTreeSpec(512, 516, CAT, 0xCF)
+    key, data = _sized(3, 20)
+    plan_btree([(key, data)], spec, room=[512 - 14])
+    with pytest.raises(ValueError, match="does not fit"):
+        plan_btree([(key, data)], spec, room=[512 - 14 + 2])
+    # room pushes the next record into a new node when it would end too close to the end
+    recs = [(key, data), (key[:-2] + b"\x00b", data)]
+    assert plan_btree(recs, spec, room=[0, 512 - 14 - len(key) - len(data)]).level_nodes == (1,)
+    assert plan_btree(recs, spec, room=[0, 512 - 14 - len(key) - len(data) + 2]).level_nodes == (2, 1)
+
+
+def test_index_records_too_short_for_their_key() -> None:
+    var = BTreeSpec(4096, 516, CAT, 0xCF)
+    key, _ = _sized(3, 0)
+    assert index_child(key + struct.pack(">I", 7), var) == (key, 7)
+    for short in (key + b"\0\0", key, key[:4]):
+        with pytest.raises(HfsCorruptError, match="too short"):
+            index_child(short, var)
+    fixed = BTreeSpec(512, 10, kBTBigKeysMask, 0)  # extents: keys padded to maxKeyLength
+    ext_key = struct.pack(">HBBII", 10, 0, 0, 20, 0)
+    assert index_child(ext_key + struct.pack(">I", 3), fixed) == (ext_key, 3)
+    with pytest.raises(HfsCorruptError, match="too short"):
+        index_child(ext_key[:-2] + struct.pack(">I", 3), fixed)  # a variable-length key where a padded one belongs
+
+
+def test_map_node_counts_at_their_boundaries() -> None:
+    from atvdisk.fs.hfsplus.btree import map_nodes_needed
+
+    for ns in (512, 4096, 32768):
+        hb, mb = header_map_bytes(ns) * 8, map_node_bytes(ns) * 8
+        assert (hb, mb) == ((ns - 256) * 8, (ns - 20) * 8)
+        assert map_nodes_needed(hb, ns) == 0
+        assert map_nodes_needed(hb + 1, ns) == 1
+        assert map_nodes_needed(hb + mb, ns) == 1
+        assert map_nodes_needed(hb + mb + 1, ns) == 2
+        assert map_nodes_needed(hb + 3 * mb, ns) == 3
+
+
+def test_big_tree_grows_for_its_map_nodes() -> None:
+    """More records than the header's map can track, and no spare nodes asked for: the file
+    grows by the map nodes it needs, and every node in use (map nodes included) is marked."""
+    spec = BTreeSpec(512, 516, CAT, 0xCF)
+    records = _records([(40, 100)] * 4200)  # about two records a leaf: > 2048 nodes
+    plan = plan_btree(records, spec)
+    assert plan.used_nodes > header_map_bytes(512) * 8
+    assert plan.map_nodes >= 1 and plan.free_nodes >= 0
+    assert plan.total_nodes == plan.used_nodes + plan.map_nodes
+    nodes = dict(build_nodes(plan, records))
+    assert _walk(nodes, spec, plan) == records
+    # asked for exactly the nodes in use plus some: the map nodes come out of the spare ones
+    roomy = plan_btree(records, spec, min_total_nodes=plan.total_nodes + 7)
+    assert roomy.total_nodes == plan.total_nodes + 7 and roomy.free_nodes == 7
