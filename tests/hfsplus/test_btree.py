@@ -216,6 +216,10 @@ def test_parse_node_checks() -> None:
     bad(lambda b: struct.pack_into(">H", b, 14, 600), "bad key length")
     bad(lambda b: struct.pack_into(">H", b, 10, 300), "cannot fit")
     bad(lambda b: (b.__setitem__(8, 0), b.__setitem__(9, 5)), "index node with height 5")
+    bad(lambda b: (b.__setitem__(8, 0), b.__setitem__(9, 1)), "index node with height 1")  # that is a leaf's
+    bad(lambda b: b.__setitem__(9, 0), "leaf node with height 0")
+    bad(lambda b: (b.__setitem__(8, 1), b.__setitem__(9, 1)), "header/map node with height 1")
+    bad(lambda b: (b.__setitem__(8, 2), b.__setitem__(9, 1)), "header/map node with height 1")
     with pytest.raises(HfsCorruptError, match="short read"):
         parse_node(bytes(good[:100]), 1, 512, max_key_length=516, depth=1, what="t")
 

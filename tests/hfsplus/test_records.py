@@ -201,3 +201,56 @@ def test_volume_header_field_offsets() -> None:
     assert struct.unpack_from(">I", raw, 64)[0] == 99  # nextCatalogID
     assert struct.unpack_from(">Q", raw, 272)[0] == 8192  # catalogFile.logicalSize
     assert struct.unpack_from(">II", raw, 288) == (77, 2)  # catalogFile.extents[0]
+
+
+def _tn1150_number(pattern: str) -> int:
+    """A number TN1150's prose states (whitespace in the pattern matches line breaks)."""
+    text = " ".join(TN1150.read_text(encoding="utf-8", errors="replace").split())
+    m = re.search(pattern, text)
+    assert m, f"not in TN1150: {pattern}"
+    return int(m.group(1))
+
+
+def test_placements_stated_in_tn1150() -> None:
+    assert R.kHFSVolumeHeaderOffset == _tn1150_number(r"volume header is always located at (\d+) bytes from the start")
+    assert R.kHFSAlternateVolumeHeaderBack == _tn1150_number(
+        r"alternate volume header, is stored starting at (\d+) bytes before the end"
+    )
+    assert R.kBTreeHeaderUserBytes == _tn1150_number(r"user data record and is always (\d+) bytes long")
+
+
+def test_attributes_key_maximum_length() -> None:
+    """hfs_format.h: sizeof(HFSPlusAttrKey) - sizeof(keyLength), the key being keyLength, pad
+    (UInt16 each), fileID, startBlock (UInt32 each), attrNameLen (UInt16) and 127 UniChars."""
+    assert R.kHFSPlusAttrKeyMaximumLength == 2 + 4 + 4 + 2 + 2 * 127
+
+
+# Fields whose default is not zero: the record's own type, signature or magic.
+NONZERO_DEFAULTS = {
+    R.HFSPlusVolumeHeader: {0: b"H+", 2: b"\x00\x04"},
+    R.HFSPlusCatalogFolder: {0: b"\x00\x01"},
+    R.HFSPlusCatalogFile: {0: b"\x00\x02"},
+    R.HFSPlusCatalogThread: {0: b"\x00\x03"},
+    R.HFSPlusExtentKey: {0: b"\x00\x0a"},  # keyLength
+    R.JournalHeader: {0: b"JNLx", 4: b"\x12\x34\x56\x78"},
+}
+
+
+@pytest.mark.parametrize("cls", FIXED + [R.HFSPlusCatalogThread, R.HFSPlusExtentKey], ids=lambda c: c.__name__)
+def test_new_records_are_zero_but_for_their_type(cls) -> None:
+    """Reserved fields, Finder info of a new file or folder, dates, counts: zero unless set
+    (TN1150 asks reserved fields to be zero; the writer builds records from these defaults)."""
+    data = bytearray(cls().pack())
+    for offset, expected in NONZERO_DEFAULTS.get(cls, {}).items():
+        assert data[offset : offset + len(expected)] == expected
+        data[offset : offset + len(expected)] = bytes(len(expected))
+    assert not any(data), data.hex()
+
+
+def test_uni_str_unpack_limits() -> None:
+    longest = struct.pack(">H", 255) + b"\x00a" * 255
+    assert R.HFSUniStr255.unpack(longest).length == 255
+    with pytest.raises(HfsCorruptError, match="256 exceeds 255"):
+        R.HFSUniStr255.unpack(struct.pack(">H", 256) + b"\x00a" * 256)
+    with pytest.raises(HfsCorruptError):
+        R.HFSUniStr255.unpack(struct.pack(">H", 3) + b"\x00a" * 2)  # shorter than it says
