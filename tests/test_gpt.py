@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atvdisk.fs.gpt import GptEntry, GptError, GptHeader, Mbr, MbrEntry, read_table
+from atvdisk.fs.gpt import GptEntry, GptError, GptHeader, Mbr, MbrEntry, hybrid_mbr, read_primary, read_table, rewrite_table
 from atvdisk.fs.partition import write_partition_table
 from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import load_layout, parse_layout
@@ -353,3 +353,90 @@ def test_hybrid_mbr_without_efi_first_and_with_a_type_mbr_cannot_name(tmp_path):
         (42048, 20000, "af"),
         (62048, 20000, "82"),
     ]
+
+
+# -- other tools' tables, and the primary GPT alone ----------------------------------------------
+
+
+@pytest.mark.parametrize("entries", [128, 1024, 4])
+def test_tables_sgdisk_writes_are_read(tmp_path, entries):
+    """A GPT written by sgdisk, with the usual 128 entries, the most we accept (1024) or fewer
+    than usual: both readers agree with sgdisk on every partition."""
+    img = _image(tmp_path, 200_000)
+    subprocess.run(["sgdisk", "-o", "-S", str(entries), "-n", "1:2048:+10M", "-t", "1:8300", "-c", "1:Data",
+                    "-n", "2:0:+20M", "-t", "2:AF00", "-c", "2:Mac", str(img)], check=True, capture_output=True)
+    with open(img, "rb") as f:
+        table = read_table(f, 512, 200_000)
+        primary = read_primary(f, 512)
+    assert table.primary.num_entries == primary.header.num_entries == entries
+    sf = json.loads(subprocess.run(["sfdisk", "--json", str(img)], check=True, capture_output=True, text=True).stdout)["partitiontable"]
+    expected = [(p["start"], p["start"] + p["size"] - 1, p["name"]) for p in sf["partitions"]]
+    assert [(e.first_lba, e.last_lba, e.name) for _, e in table.partitions] == expected
+    assert [(e.first_lba, e.last_lba, e.name) for _, e in primary.partitions] == expected
+
+
+def test_more_than_1024_entries_is_refused(tmp_path):
+    img = _image(tmp_path, 200_000)
+    subprocess.run(["sgdisk", "-o", "-S", "1028", "-n", "1:4096:+1M", str(img)], check=True, capture_output=True)
+    with open(img, "rb") as f:
+        with pytest.raises(GptError, match="unusual GPT entry array: 1028 x 128 bytes"):
+            read_table(f, 512, 200_000)
+        with pytest.raises(GptError, match="unusual GPT entry array: 1028 x 128 bytes at sector 2"):
+            read_primary(f, 512)
+
+
+PRIMARY_DAMAGES = {
+    "array CRC": (patch_bytes(2 * 512 + 200, b"\x01"), "primary GPT entry array CRC mismatch"),
+    "array beyond the end": (patch_header(1, entries_lba=DAMAGE_SECTORS - 1), "primary GPT entry array CRC mismatch"),
+    "array over the header": (patch_header(1, entries_lba=1), "unusual GPT entry array: 128 x 128 bytes at sector 1"),
+    "header not at sector 1": (patch_header(1, my_lba=7), "primary GPT header says it is at sector 7"),
+    "no signature": (patch_bytes(512, b"EFI JUNK"), "no GPT header signature"),
+    "partition outside the usable sectors": (patch_header(1, last_usable=1000), "GPT partition 1 (sectors 40-69671) lies outside the usable sectors 34-1000"),
+    "partition before the usable sectors": (patch_header(1, first_usable=41), "GPT partition 1 (sectors 40-69671) lies outside the usable sectors 41-"),
+}
+
+
+@pytest.mark.parametrize("case", PRIMARY_DAMAGES, ids=list(PRIMARY_DAMAGES))
+def test_primary_gpt_alone_refuses_damage(tmp_path, table_bytes, case):
+    damage, message = PRIMARY_DAMAGES[case]
+    img = damaged_image(tmp_path, table_bytes, damage)
+    with open(img, "rb") as f, pytest.raises(GptError) as info:
+        read_primary(f, 512)
+    assert message in str(info.value) and info.value.hint
+
+
+def test_primary_gpt_alone_reads_a_disk_grown_under_it(tmp_path, table_bytes):
+    """The image written to a larger disk: the backup GPT is no longer at the end, the primary
+    still says where every partition is (what the manifest and extract read)."""
+    img = damaged_image(tmp_path, table_bytes, lambda f: None)
+    with open(img, "r+b") as f:
+        f.truncate(2 * DAMAGE_SECTORS * 512)
+    with open(img, "rb") as f:
+        primary = read_primary(f, 512)
+        with pytest.raises(GptError):
+            read_table(f, 512, 2 * DAMAGE_SECTORS)
+    assert [n for n, _ in primary.partitions] == [1, 2, 3, 4, 5]
+    assert primary.partitions[0][1].first_lba == 40 and primary.header.alternate_lba == DAMAGE_SECTORS - 1
+
+
+def test_truncated_primary_gpt(tmp_path, table_bytes):
+    img = damaged_image(tmp_path, table_bytes, lambda f: None)
+    with open(img, "r+b") as f:
+        f.truncate(600)
+    with open(img, "rb") as f, pytest.raises(GptError, match="short read at sector 1"):
+        read_primary(f, 512)
+
+
+def test_rewriting_the_table_keeps_the_boot_code(tmp_path, table_bytes):
+    img = damaged_image(tmp_path, table_bytes, lambda f: None)
+    boot = bytes((i * 7 + 1) % 256 for i in range(440))
+    with open(img, "r+b") as f:
+        f.write(boot)
+        table = read_table(f, 512, DAMAGE_SECTORS)
+        mbr = hybrid_mbr(table.partitions, DAMAGE_SECTORS, {e.type_guid: 0x83 for _, e in table.partitions})
+        rewrite_table(f, 512, table, table.entries, "01234567-89AB-CDEF-0123-456789ABCDEF", mbr)
+        f.seek(0)
+        assert f.read(440) == boot
+        again = read_table(f, 512, DAMAGE_SECTORS)
+    assert again.primary.disk_guid == again.backup.disk_guid == "01234567-89AB-CDEF-0123-456789ABCDEF"
+    assert again.mbr.entries == mbr.entries and not sgdisk_objects(img)

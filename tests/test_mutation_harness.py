@@ -79,7 +79,9 @@ def test_each_kind_applies_where_it_should_and_nowhere_else():
     assert sorted(m.mutated for m in found["cmp"]) == ["<=", "==", ">="]
     assert sorted(m.mutated for m in found["boundary"]) == ["<=", ">="]
     # ints: the default 3, 10, 99, 2, 0 and 1; never the annotation, the format spec or a bool
-    assert sorted(m.original for m in found["const"]) == sorted(["10", "10", "3", "3", "99", "99", "2", "2", "0", "0", "1", "1"])
+    assert sorted(m.original.split()[0] for m in found["const"]) == sorted(["10", "10", "3", "3", "99", "99", "2", "2", "0", "0", "1", "1"])
+    # A constant is named with the statement it is in (the first line of it).
+    assert {m.original for m in found["const"] if m.original.startswith("99")} == {"99 in `if n > LIMIT and n != 99:`"}
     assert [m.qualname for m in found["raise"]] == ["check"]
     assert sorted(m.original for m in found["return"]) == ["return i", "return n * 2"]
     assert len(found["andor"]) == 1 and found["andor"][0].qualname == "check"  # `a or b` is pragma'd

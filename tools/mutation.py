@@ -119,7 +119,17 @@ class _Mutator(ast.NodeTransformer):
         self.target = target
         self.found: list[Mutant] = []
         self.scope: list[str] = []
+        self.statement = ""  # the first line of the statement being visited (names a constant)
         self.applied = False
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        if not isinstance(node, ast.stmt):
+            return super().visit(node)
+        outer, self.statement = self.statement, ast.unparse(node).split("\n", 1)[0]
+        try:
+            return super().visit(node)
+        finally:
+            self.statement = outer
 
     # -- bookkeeping ------------------------------------------------------------------------
     def _site(self, node: ast.AST, kind: str, original: str, mutated: str) -> bool:
@@ -234,8 +244,9 @@ class _Mutator(ast.NodeTransformer):
         value = node.value
         if type(value) is not int:
             return node
+        where = self.statement if len(self.statement) <= 70 else self.statement[:67] + "..."
         for delta in (1, -1):
-            if self._site(node, "const", repr(value), repr(value + delta)):
+            if self._site(node, "const", f"{value!r} in `{where}`", repr(value + delta)):
                 return ast.copy_location(ast.Constant(value + delta), node)
         return node
 
