@@ -13,7 +13,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atvdisk.fs.gpt import GptEntry, GptError, GptHeader, Mbr, MbrEntry, hybrid_mbr, read_primary, read_table, rewrite_table
+from atvdisk.fs.gpt import (
+    GptEntry,
+    GptError,
+    GptHeader,
+    Mbr,
+    MbrEntry,
+    hybrid_mbr,
+    read_primary,
+    read_table,
+    rewrite_table,
+)
 from atvdisk.fs.partition import write_partition_table
 from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import load_layout, parse_layout
