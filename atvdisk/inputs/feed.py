@@ -1,7 +1,7 @@
 """Deliver the data of every file in a :class:`~atvdisk.inputs.tree.FileTree` to a writer, streaming.
 
-Host files are opened one at a time, tarball members arrive in archive order (one pass over each
-archive), generated files come from memory. The writer (the "sink") sees each file's data once,
+Host files are opened one at a time, tarball members (and the OpenELEC release's files) arrive in
+archive order (one pass over each archive, with the bounded reader), generated files come from memory. The writer (the "sink") sees each file's data once,
 as a file object of known size, together with every tree path that wants those bytes (a hard link
 in a tarball becomes two paths fed from one member).
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tarfile
 from collections.abc import Callable, Collection
 from typing import BinaryIO
 
@@ -91,13 +90,7 @@ def feed(
                 sink([path], src, f, node.size)
         elif isinstance(src, Inline):
             sink([path], src, io.BytesIO(src.data), node.size)
-        elif isinstance(src, OpenElecMember):
-            with tarfile.open(src.archive, mode="r:*") as tar:
-                member = tar.extractfile(src.member)
-                if member is None:
-                    raise InputError(f"{src.archive}: {src.member} is not a file", hint="download the release again")
-                sink([path], src, member, node.size)
-        elif isinstance(src, ArchiveMember):
+        elif isinstance(src, (ArchiveMember, OpenElecMember)):
             archives.add(src.archive)
         else:
             raise TypeError(f"unknown source {src!r}")

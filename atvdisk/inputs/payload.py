@@ -11,11 +11,13 @@ import hashlib
 import os
 import plistlib
 import re
-import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from atvdisk.errors import InputError
+from atvdisk.inputs.tarstream import Member, TarStream, TarStreamError
 from atvdisk.inputs.tree import FileTree, HostFile, NodeKind, OpenElecMember, Source
 
 BOOT_EFI_SIZE = 298_800  # Apple's boot.efi for the ATV1 (atv1-facts.md)
@@ -67,19 +69,18 @@ class OpenElecRelease:
     @classmethod
     def _from_tarball(cls, path: str) -> OpenElecRelease:
         release = cls(path)
-        try:
-            with tarfile.open(path, mode="r:*") as tar:
-                for m in tar:
-                    if not m.isreg():
-                        continue
-                    parts = m.name.strip("/").split("/")
-                    if len(parts) >= 2 and parts[-2] == "target" and parts[-1] in OPENELEC_FILES + OPENELEC_OPTIONAL:
-                        release.files[parts[-1]] = ReleaseFile(OpenElecMember(path, m.name), m.size)
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise InputError(f"--openelec {path}: not a readable OpenELEC release tarball ({e})", hint="download the release again") from None
+        with _release_stream(path) as tar:
+            for index, m in _members(tar, path):
+                name = _release_name(m)
+                if name is not None:
+                    release.files[name] = ReleaseFile(OpenElecMember(path, m.name, index), m.size)
         return release
 
     def read(self, name: str) -> bytes:
+        """A small file of the release (an md5 file), refused before reading if it is not small."""
+        size = self.files[name].size
+        if size > MD5_FILE_LIMIT:
+            raise InputError(f"--openelec {self.path}: {name} is {size} bytes; an md5 file is a line of text", hint="download the release again")
         return b"".join(self.chunks(name))
 
     def chunks(self, name: str):
@@ -88,31 +89,109 @@ class OpenElecRelease:
             with open(f.source.path, "rb") as fh:
                 while chunk := fh.read(1 << 20):
                     yield chunk
-        else:
-            assert isinstance(f.source, OpenElecMember)
-            with tarfile.open(self.path, mode="r:*") as tar:
-                member = tar.extractfile(f.source.member)
-                assert member is not None
-                while chunk := member.read(1 << 20):
-                    yield chunk
+            return
+        assert isinstance(f.source, OpenElecMember)
+        with _release_stream(self.path) as tar:
+            for index, _ in _members(tar, self.path):
+                if index == f.source.index:
+                    yield from _data(tar, self.path)
+                    return
+        raise InputError(f"--openelec {self.path}: the archive changed since it was checked", hint="do not modify input files during a build")
 
     def check_md5(self) -> None:
+        if any(isinstance(f.source, OpenElecMember) for f in self.files.values()):
+            self._check_md5_in_one_pass()
+            return
         for name in OPENELEC_FILES:
             md5name = f"{name}.md5"
             if md5name not in self.files:
                 continue
-            text = self.read(md5name).decode("ascii", errors="replace")
-            m = re.match(r"\s*([0-9a-fA-F]{32})\b", text)
-            if not m:
-                raise InputError(f"--openelec {self.path}: {md5name} does not hold an md5 sum", hint="download the release again")
+            expected = self._expected_md5(md5name, self.read(md5name))
             digest = hashlib.md5()
             for chunk in self.chunks(name):
                 digest.update(chunk)
-            if digest.hexdigest() != m.group(1).lower():
-                raise InputError(
-                    f"--openelec {self.path}: {name} does not match {md5name} (md5 {digest.hexdigest()}, expected {m.group(1).lower()})",
-                    hint="the file is damaged or from another release: download the release again",
-                )
+            self._compare_md5(name, md5name, digest.hexdigest(), expected)
+
+    def _check_md5_in_one_pass(self) -> None:
+        """The release tarball read once: md5 files read (small), KERNEL and SYSTEM hashed."""
+        for md5name in (f"{n}.md5" for n in OPENELEC_FILES):
+            if md5name in self.files and self.files[md5name].size > MD5_FILE_LIMIT:
+                self.read(md5name)  # refuses it, naming it
+        by_index = {f.source.index: name for name, f in self.files.items() if isinstance(f.source, OpenElecMember)}
+        texts: dict[str, bytes] = {}
+        digests: dict[str, str] = {}
+        with _release_stream(self.path) as tar:
+            for index, _ in _members(tar, self.path):
+                name = by_index.get(index)
+                if name is None:
+                    continue
+                if name.endswith(".md5"):
+                    texts[name] = b"".join(_data(tar, self.path))
+                else:
+                    digest = hashlib.md5()
+                    for chunk in _data(tar, self.path):
+                        digest.update(chunk)
+                    digests[name] = digest.hexdigest()
+        for name in OPENELEC_FILES:
+            md5name = f"{name}.md5"
+            if md5name in texts:
+                self._compare_md5(name, md5name, digests[name], self._expected_md5(md5name, texts[md5name]))
+
+    def _expected_md5(self, md5name: str, data: bytes) -> str:
+        m = re.match(r"\s*([0-9a-fA-F]{32})\b", data.decode("ascii", errors="replace"))
+        if not m:
+            raise InputError(f"--openelec {self.path}: {md5name} does not hold an md5 sum", hint="download the release again")
+        return m.group(1).lower()
+
+    def _compare_md5(self, name: str, md5name: str, actual: str, expected: str) -> None:
+        if actual != expected:
+            raise InputError(
+                f"--openelec {self.path}: {name} does not match {md5name} (md5 {actual}, expected {expected})",
+                hint="the file is damaged or from another release: download the release again",
+            )
+
+
+MD5_FILE_LIMIT = 64 * 1024  # "<32 hex digits>  target/KERNEL\n"; anything larger is not one
+
+
+def _release_name(m: Member) -> str | None:
+    """KERNEL, SYSTEM or their md5 file when the member is one (``*/target/NAME``)."""
+    if not m.isreg():
+        return None
+    parts = m.name.strip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "target" and parts[-1] in OPENELEC_FILES + OPENELEC_OPTIONAL:
+        return parts[-1]
+    return None
+
+
+@contextmanager
+def _release_stream(path: str) -> Iterator[TarStream]:
+    try:
+        tar = TarStream(path)
+    except OSError as e:
+        raise InputError(f"--openelec {path}: cannot read: {e.strerror}", hint="check the file") from None
+    with tar:
+        yield tar
+
+
+def _members(tar: TarStream, path: str) -> Iterator[tuple[int, Member]]:
+    it = enumerate(tar)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except TarStreamError as e:
+            raise InputError(f"--openelec {path}: not a readable OpenELEC release tarball ({e})", hint="download the release again") from None
+        yield item
+
+
+def _data(tar: TarStream, path: str) -> Iterator[bytes]:
+    try:
+        while chunk := tar.read(1 << 20):
+            yield chunk
+    except TarStreamError as e:
+        raise InputError(f"--openelec {path}: the release tarball is truncated or corrupt ({e})", hint="download the release again") from None
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,17 @@ def _open_stream(path: str, *, readahead: bool = False) -> TarStream:
         raise InputError(f"{path}: cannot read: {e.strerror}", hint="check the file") from None
 
 
+PATH_LIMIT = 4095  # bytes: Linux's PATH_MAX less its NUL; no file system of the ATV holds longer
+
+
 def _member_path(tar_path: str, member: Member) -> str:
     name = member.name
     if any("\udc80" <= c <= "\udcff" for c in name):
         raise InputError(f"{tar_path}: member {name!r} has a name that is not valid UTF-8", hint="repack the archive with UTF-8 names")
+    if "\0" in name:
+        raise InputError(f"{tar_path}: member {name!r} has a NUL in its name", hint="repack the archive")
+    if len(name.encode()) > PATH_LIMIT:
+        raise InputError(f"{tar_path}: member {name[:60]!r}... has a {len(name.encode())}-byte name; paths are at most {PATH_LIMIT} bytes", hint="repack the archive")
     if name.startswith("/"):
         raise InputError(f"{tar_path}: member {name!r} has an absolute path", hint="refusing to extract outside the partition")
     parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -71,7 +78,11 @@ def scan(
             members += 1
             rel = _member_path(path, m)
             if not rel:
-                continue  # "./" itself
+                if m.isdir():
+                    continue  # "./" itself
+                raise InputError(f"{origin}: member {m.name!r} is a {_kind(m)} with an empty name (or the root directory's)", hint="repack the archive")
+            if m.name.endswith("/") and not m.isdir():
+                raise InputError(f"{origin}: member {m.name!r} is a {_kind(m)} whose name ends in '/'", hint="repack the archive")
             where = f"{prefix}/{rel}" if prefix else rel
             mode = m.mode & 0o777
             uid, gid = owner
@@ -114,6 +125,16 @@ def scan(
     finally:
         tar.close()
     return ScanResult(members, files, data)
+
+
+def _kind(m: Member) -> str:
+    if m.isreg():
+        return "file"
+    if m.issym():
+        return "symlink"
+    if m.islnk():
+        return "hard link"
+    return f"member of type {m.type!r}"
 
 
 def _iterate(tar: TarStream, path: str) -> Iterator[Member]:

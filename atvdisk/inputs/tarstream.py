@@ -9,13 +9,22 @@ member cut short, a bad gzip CRC, data after the end that is not zeros) as :clas
 Supported member kinds are those of POSIX tar; GNU sparse members and multi-volume archives are
 refused. pax ``path``, ``linkpath``, ``size``, ``mtime``, ``uid`` and ``gid`` records override the
 header fields, as do GNU long names and long link names.
+
+Bounded on any input: the read position only moves forward (a size is never negative); numbers
+are plain decimal (pax) or octal/base-256 (headers) within the range a file system can hold
+(:data:`MAX_SIZE`, :data:`MAX_ID`, :data:`MAX_TIME`), anything else is a :class:`TarStreamError`;
+metadata records (pax headers, GNU long names) larger than :data:`METADATA_LIMIT` are refused
+before they are read, and only the pax keys used here are kept. Members of unknown types have
+their data skipped, as tarfile and GNU tar do.
 """
 
 from __future__ import annotations
 
 import bz2
 import lzma
+import os
 import queue
+import re
 import tarfile
 import threading
 import zlib
@@ -24,6 +33,16 @@ from dataclasses import dataclass
 
 BLOCK = 512
 CHUNK = 2 << 20  # compressed bytes read at a time, and the most output kept at once
+
+# Bounds (see the module docstring). A pax header or GNU long name is read into memory whole:
+# nothing legitimate comes near 1 MiB (a path is at most 4 KiB on Linux).
+METADATA_LIMIT = 1 << 20
+MAX_SIZE = (1 << 63) - 1  # off_t
+MAX_ID = (1 << 32) - 1  # uid_t, gid_t
+MAX_TIME = 1 << 53  # seconds either side of 1970: beyond it no float (tarfile's pax mtime) is exact
+PAX_KEYS = frozenset({"path", "linkpath", "size", "mtime", "uid", "gid"})
+_DECIMAL = re.compile(rb"[0-9]+")
+_PAX_TIME = re.compile(r"(-?[0-9]+)(?:\.[0-9]*)?")
 
 
 class TarStreamError(Exception):
@@ -109,6 +128,16 @@ class _Source:
         except (zlib.error, OSError, EOFError, lzma.LZMAError) as e:
             raise TarStreamError(f"corrupt compressed data ({e})") from None
 
+    def skip(self, n: int) -> int:
+        """Move up to ``n`` bytes forward without reading them (plain archives only: a seek,
+        never past the end of the file, so a truncated archive is still found); how many."""
+        if self.d is not None:
+            return 0
+        here = self.f.tell()
+        step = max(0, min(n, os.fstat(self.f.fileno()).st_size - here))
+        self.f.seek(here + step)
+        return step
+
     def _after_eof(self, unused: bytes) -> None:
         rest = unused + self.f.read(CHUNK)
         if rest.strip(b"\0"):
@@ -173,7 +202,7 @@ class TarStream:
         self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._ahead: _ReadAhead | None = None
         try:
-            src = _Source(self._file)
+            src = self._plain = _Source(self._file)
             if readahead:
                 self._ahead = _ReadAhead(src)
             self._src = self._ahead or src
@@ -199,8 +228,10 @@ class TarStream:
     # -- buffer ---------------------------------------------------------------------------
 
     def _take(self, n: int, what: str) -> bytes:
-        """Exactly n bytes (small: headers)."""
-        out = []
+        """Exactly n bytes (small: headers and metadata records)."""
+        if n < 0:  # the position only moves forward
+            raise TarStreamError(f"a negative length ({n}) for {what}")
+        out = [b""]
         need = n
         while need:
             if self._pos == len(self._buf):
@@ -211,11 +242,16 @@ class TarStream:
             self._pos += len(piece)
             need -= len(piece)
             out.append(piece)
-        return b"".join(out) if len(out) > 1 else out[0]
+        return b"".join(out) if len(out) > 2 else out[-1]
 
     def _skip(self, n: int, what: str) -> None:
+        if n < 0:  # the position only moves forward
+            raise TarStreamError(f"a negative length ({n}) for {what}")
         while n:
             if self._pos == len(self._buf):
+                if n > CHUNK and self._ahead is None and (jumped := self._plain.skip(n - n % CHUNK)):
+                    n -= jumped  # a large member of a plain archive: seek over it
+                    continue
                 self._buf, self._pos = self._src.read_chunk(), 0
                 if not self._buf:
                     raise TarStreamError(f"the archive ends in the middle of {what} (truncated)")
@@ -245,54 +281,73 @@ class TarStream:
         glob: dict[str, str] = {}
         long_name: str | None = None
         long_link: str | None = None
+        pending = False  # metadata records read, and no member after them yet
         while True:
             # Whatever the consumer left of the previous member.
             self._skip(self._left + self._pad, "a member's data")
             self._left = self._pad = 0
             header = self._take_header()
             if header is None:
+                if pending:
+                    raise TarStreamError("the archive ends after a pax header or GNU long name, before the member it belongs to (truncated)")
                 return
             try:
                 info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
             except tarfile.HeaderError as e:
                 raise TarStreamError(f"a corrupt header ({e})") from None
             kind = info.type
-            size = info.size
+            size = _bounded(info.size, 0, MAX_SIZE, f"header of {info.name!r}", "size")
             if kind in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE):
-                records = self._parse_pax(self._take(size, "a pax header"), kind)
-                self._skip(_padding(size), "a pax header")
+                records = self._parse_pax(self._metadata(size, "a pax header"))
                 (glob if kind == tarfile.XGLTYPE else pax).update(records)
+                pending = True
                 continue
             if kind in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
-                text = self._take(size, "a long name").split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                self._skip(_padding(size), "a long name")
+                text = self._metadata(size, "a GNU long name").split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                pending = True
                 if kind == tarfile.GNUTYPE_LONGNAME:
                     long_name = text
                 else:
                     long_link = text
                 continue
             fields = {**glob, **pax}
-            if kind == tarfile.GNUTYPE_SPARSE or any(k.startswith("GNU.sparse.") for k in fields):
+            pending = False
+            if kind == tarfile.GNUTYPE_SPARSE or "GNU.sparse" in fields:
                 raise TarStreamError(f"member {info.name!r} is a GNU sparse file, which atvdisk does not read")
             if kind == b"M":  # GNU multi-volume continuation
                 raise TarStreamError("multi-volume archives are not supported")
-            name = fields.get("path", long_name if long_name is not None else info.name)
-            if info.type == tarfile.DIRTYPE or name.endswith("/"):
-                name = name.rstrip("/") or name
+            # Names as tarfile gives them: a pax path without trailing slashes, a directory's
+            # name without them; a file named "x/" stays so (tarsafe refuses it).
+            if "path" in fields:
+                name = fields["path"].rstrip("/")
+            else:
+                name = long_name if long_name is not None else info.name
+            if kind == tarfile.DIRTYPE:
+                name = name.rstrip("/")
             linkname = fields.get("linkpath", long_link if long_link is not None else info.linkname)
-            try:
-                size = int(fields.get("size", size))
-                mtime = int(float(fields.get("mtime", info.mtime)))
-                uid = int(fields.get("uid", info.uid))
-                gid = int(fields.get("gid", info.gid))
-            except ValueError as e:
-                raise TarStreamError(f"member {name!r} has a bad pax record ({e})") from None
+            what = f"member {name!r}"
+            size = _pax_number(fields, "size", size, MAX_SIZE, what)
+            uid = _pax_number(fields, "uid", _bounded(info.uid, 0, MAX_ID, what, "uid"), MAX_ID, what)
+            gid = _pax_number(fields, "gid", _bounded(info.gid, 0, MAX_ID, what, "gid"), MAX_ID, what)
+            mtime = _bounded(info.mtime, -MAX_TIME, MAX_TIME, what, "mtime")
+            if "mtime" in fields:
+                mtime = _pax_time(fields["mtime"], what)
             pax, long_name, long_link = {}, None, None
-            member = Member(name, kind, size if kind in tarfile.REGULAR_TYPES else 0, info.mode, uid, gid, mtime, linkname)
-            # Only regular files carry data here; a hard link's size field is ignored, as tar does.
-            data = size if kind in tarfile.REGULAR_TYPES else 0
-            self._left, self._pad = data, _padding(data)
+            regular = kind in tarfile.REGULAR_TYPES
+            member = Member(name, kind, size if regular else 0, info.mode, uid, gid, mtime, linkname)
+            # Regular files carry data; so do members of unknown types, which tarfile and GNU tar
+            # skip by their size. A hard link's or a directory's size field is ignored, as tar does.
+            data = size if regular or kind not in tarfile.SUPPORTED_TYPES else 0
+            self._left, self._pad = (data, _padding(data)) if regular else (0, data + _padding(data))
             yield member
+
+    def _metadata(self, size: int, what: str) -> bytes:
+        """The bytes of a metadata record (pax header, long name) and its padding, bounded."""
+        if size > METADATA_LIMIT:
+            raise TarStreamError(f"{what} of {size} bytes (atvdisk reads at most {METADATA_LIMIT} bytes of metadata per member)")
+        data = self._take(size, what)
+        self._skip(_padding(size), what)
+        return data
 
     def _take_header(self) -> bytes | None:
         """The next header block, or None at the end of the archive."""
@@ -313,28 +368,58 @@ class TarStream:
         return block
 
     @staticmethod
-    def _parse_pax(data: bytes, kind: bytes) -> dict[str, str]:
+    def _parse_pax(data: bytes) -> dict[str, str]:
+        """The records of a pax header this reader uses (``"%d key=value\\n"``, the length
+        counting itself); any GNU.sparse.* key is kept as "GNU.sparse". Strict, as GNU tar is:
+        a record must fit, be well formed and end in a newline."""
         records: dict[str, str] = {}
         pos = 0
         while pos < len(data):
-            if data[pos] == 0:
+            if data[pos] == 0:  # NUL padding after the last record
                 break
-            space = data.find(b" ", pos)
-            if space < 0:
-                raise TarStreamError("a corrupt pax header")
-            try:
-                length = int(data[pos:space])
-            except ValueError:
-                raise TarStreamError("a corrupt pax header") from None
-            if length <= 0 or pos + length > len(data):
-                raise TarStreamError("a corrupt pax header")
-            record = data[space + 1 : pos + length - 1]
-            key, sep, value = record.partition(b"=")
-            if not sep:
-                raise TarStreamError("a corrupt pax header")
-            records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-            pos += length
+            space = data.find(b" ", pos, pos + 21)
+            if space < 0 or not _DECIMAL.fullmatch(data, pos, space):
+                raise TarStreamError(f"a corrupt pax header (a record at byte {pos} does not start with its length)")
+            length = int(data[pos:space])
+            end = pos + length
+            if end <= space + 1 or end > len(data) or data[end - 1] != 0x0A:
+                raise TarStreamError(f"a corrupt pax header (the record at byte {pos} claims {length} bytes)")
+            key, sep, value = data[space + 1 : end - 1].partition(b"=")
+            if not sep or not key:
+                raise TarStreamError(f"a corrupt pax header (the record at byte {pos} has no key=value)")
+            name = key.decode("utf-8", "surrogateescape")
+            if name in PAX_KEYS:
+                records[name] = value.decode("utf-8", "surrogateescape")
+            elif name.startswith("GNU.sparse."):
+                records["GNU.sparse"] = "1"
+            pos = end
         return records
+
+
+def _bounded(value: int, low: int, high: int, what: str, field: str) -> int:
+    if not low <= value <= high:
+        raise TarStreamError(f"{what} has {field} {value}, outside {low}..{high}")
+    return value
+
+
+def _pax_number(fields: dict[str, str], key: str, default: int, high: int, what: str) -> int:
+    """A pax number record: plain decimal digits, at most ``high``; ``default`` when absent."""
+    text = fields.get(key)
+    if text is None:
+        return default
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) > 20 or not _DECIMAL.fullmatch(raw):
+        raise TarStreamError(f"{what} has a bad pax record {key}={text!r} (expected decimal digits)")
+    return _bounded(int(raw), 0, high, what, key)
+
+
+def _pax_time(text: str, what: str) -> int:
+    """A pax time (``[-]digits[.digits]``) as whole seconds, truncated toward zero as tarfile's
+    ``int(float(...))`` does."""
+    m = _PAX_TIME.fullmatch(text) if len(text) <= 40 else None
+    if m is None:
+        raise TarStreamError(f"{what} has a bad pax record mtime={text!r} (expected [-]seconds[.fraction])")
+    return _bounded(int(m.group(1)), -MAX_TIME, MAX_TIME, what, "mtime")
 
 
 def _padding(size: int) -> int:

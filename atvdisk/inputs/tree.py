@@ -57,10 +57,11 @@ class ArchiveMember:
 
 @dataclass(frozen=True)
 class OpenElecMember:
-    """Bytes of a file inside an OpenELEC release tarball (random access, plain tar)."""
+    """Bytes of a file inside an OpenELEC release tarball (read with the bounded tar reader)."""
 
     archive: str
     member: str
+    index: int  # position in the archive (0-based), to tell apart duplicates of a name
 
     def describe(self) -> str:
         return f"{self.archive}:{self.member}"
@@ -165,10 +166,11 @@ class FileTree:
         return sum(n.size for n in self.nodes.values() if n.kind is NodeKind.FILE)
 
     def sources_from(self, archive: str) -> dict[int, list[str]]:
-        """For a streamed archive: member index -> the tree paths whose data it supplies."""
+        """For a streamed archive (a tarball or the OpenELEC release): member index -> the tree
+        paths whose data it supplies."""
         wanted: dict[int, list[str]] = {}
         for path, node in self.nodes.items():
-            if isinstance(node.source, ArchiveMember) and node.source.archive == archive:
+            if isinstance(node.source, (ArchiveMember, OpenElecMember)) and node.source.archive == archive:
                 wanted.setdefault(node.source.index, []).append(path)
         return wanted
 

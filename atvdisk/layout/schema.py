@@ -245,6 +245,8 @@ def find_layout(name_or_path: str) -> Path:
         return bundled[name_or_path]
     path = Path(name_or_path)
     if path.suffix == ".toml" or "/" in name_or_path or path.exists():
+        if path.exists() and not path.is_file():
+            raise LayoutError(f"{name_or_path} is not a regular file", hint="give a bundled layout name or a .toml path")
         if not path.is_file():
             raise LayoutError(f"layout file not found: {name_or_path}", hint="give a bundled layout name or a .toml path")
         return path
@@ -254,21 +256,32 @@ def find_layout(name_or_path: str) -> Path:
     )
 
 
+LAYOUT_FILE_LIMIT = 1 << 20  # bytes; the bundled layouts are 3 KiB
+
+
 def load_layout(name_or_path: str) -> Layout:
     path = find_layout(name_or_path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(LAYOUT_FILE_LIMIT + 1)
+        if len(raw) > LAYOUT_FILE_LIMIT:
+            raise LayoutError(f"the file is larger than {LAYOUT_FILE_LIMIT} bytes: not a layout", source=str(path), hint="give the layout's .toml file")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise LayoutError(f"cannot read layout: {e}", source=str(path)) from e
+        raise LayoutError(f"cannot read layout: {e}", source=str(path), hint="give a readable UTF-8 .toml file") from e
     return parse_layout(text, source=str(path), name=path.stem, directory=str(path.parent.resolve()))
 
 
 def parse_layout(text: str, *, source: str = "<string>", name: str = "layout", directory: str | None = None) -> Layout:
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise LayoutError(f"not valid TOML: {e}", source=source, hint="check the syntax at the position given") from e
-    layout = _Parser(source, name, directory).layout(data)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise LayoutError(f"not valid TOML: {e}", source=source, hint="check the syntax at the position given") from e
+        layout = _Parser(source, name, directory).layout(data)
+    except RecursionError:
+        # tomllib (and the checks after it) recurse once per level of nested arrays and tables.
+        raise LayoutError("values are nested too deeply to read", source=source, hint="a layout nests tables and arrays a few levels at most") from None
     return dataclasses.replace(layout, text=text)
 
 
