@@ -24,7 +24,7 @@ from atvdisk.layout.units import Quantity, format_iec, format_parted
 from atvdisk.progress import Progress
 from atvdisk.target import checks as targets
 from atvdisk.target.access import BlockAccess, ImageAccess
-from atvdisk.target.probe import TargetKind, probe_size
+from atvdisk.target.probe import TargetKind, check_readable, probe_size
 from atvdisk.verify import (
     VerifyReport,
     compare,
@@ -306,6 +306,7 @@ def verify_cmd(ctx: click.Context, target: str, layout_name: str, seed: str | No
     """
     console: Console = ctx.obj
     info = probe_size(target)
+    check_readable(target)
     found = manifest.find(target, info.sector_size)
     given = {name: ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT for name in ("layout_name", "seed", "atv_disk", "name_by")}
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="atvdisk-verify-") as workdir:

@@ -65,6 +65,19 @@ def probe_size(path: str | Path, *, image_sector_size: int = 512) -> TargetSize:
     return TargetSize(path, TargetKind.BLOCK, size, lss, pss)
 
 
+def check_readable(path: str | Path) -> None:
+    """Refuse (TargetRefused, exit 3) a target this process cannot open for reading: an
+    unprivileged user's ``verify /dev/sdX``, an image file without read permission."""
+    path = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except PermissionError:
+        raise TargetRefused(f"{path}: permission denied: cannot read it", hint="run as root (sudo) to read a disk, or check the file's permissions") from None
+    except OSError as e:
+        raise TargetRefused(f"{path}: cannot open it for reading: {e.strerror}") from None
+    os.close(fd)
+
+
 def _probe_sysfs(rdev: int) -> tuple[int, int, int] | None:
     """(size bytes, logical, physical sector size) from /sys without opening the device (so it
     works unprivileged, and on devices that refuse opens); None when sysfs does not say."""
