@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,14 +29,17 @@ def no_internal_error(r) -> None:
 
 @pytest.mark.root
 @needs_root
-@pytest.mark.parametrize("kind", ["image", "loop"])
-def test_verify_unprivileged_is_a_refused_target(tmp_path, kind):
-    # Was a PermissionError traceback ("internal error", exit 1).
-    for parent in (tmp_path, *tmp_path.parents):
-        if not os.stat(parent).st_mode & 0o001:
-            parent.chmod(parent.stat().st_mode | 0o001)  # let "nobody" reach the image's directory
+@pytest.mark.parametrize("kind", ["image", "loop", "hidden-directory"])
+def test_verify_unprivileged_is_a_refused_target(request, kind):
+    # Was a PermissionError traceback ("internal error", exit 1). The image lives in a directory
+    # "nobody" can reach (pytest keeps its own temporary directories private).
+    tmp_path = Path(tempfile.mkdtemp(prefix="atvdisk-test-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
     tmp_path.chmod(0o755)
     img = tmp_path / "disk.img"
+    if kind == "hidden-directory":  # the image's directory cannot be entered: was exit 2
+        (tmp_path / "private").mkdir(mode=0o700)
+        img = tmp_path / "private" / "disk.img"
     with open(img, "wb") as f:
         f.truncate(4 << 30)
     img.chmod(0o600)

@@ -40,6 +40,8 @@ def probe_size(path: str | Path, *, image_sector_size: int = 512) -> TargetSize:
         st = os.stat(path)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file or device", hint="for a new image give --size; for a disk see `atvdisk devices`") from None
+    except PermissionError:
+        raise TargetRefused(f"{path}: permission denied", hint="check the permissions of its directory, or run as root (sudo)") from None
     except OSError as e:
         raise UsageError(f"{path}: {e.strerror}") from e
     if stat.S_ISREG(st.st_mode):
