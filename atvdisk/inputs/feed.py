@@ -44,6 +44,18 @@ class HashingReader:
         self.count += len(data)
         return data
 
+    def __getattr__(self, name: str):  # noqa: ANN204 - readinto, when the file has one
+        if name != "readinto" or not hasattr(self._f, "readinto"):
+            raise AttributeError(name)
+        return self._readinto
+
+    def _readinto(self, buf) -> int:  # noqa: ANN001 - a writable buffer
+        """Read into the caller's buffer (no new bytes object per chunk) and hash what came."""
+        n = self._f.readinto(buf) or 0  # type: ignore[attr-defined]
+        self.sha256.update(memoryview(buf)[:n])
+        self.count += n
+        return n
+
 
 def feed(
     tree: FileTree,
