@@ -163,12 +163,15 @@ class BuildResult:
     progress: Progress
     report: VerifyReport | None
     seconds: float
+    prepare_seconds: float = 0.0  # checking every input and laying out the volumes, before any write
 
 
 def _build_image(console: Console, settings: BuildSettings, target: str, disk_bytes: int, *, loop: bool, force: bool, verify_after: bool, progress: Progress) -> BuildResult:
     # The temporary image is disposable until renamed: the md5 check runs alongside the writing
     # (not for --loop, which builds exactly as a disk is built).
+    prepare_start = time.monotonic()
     prepared = prepare(settings, disk_bytes, 512, defer_md5=not loop)
+    prepare_seconds = time.monotonic() - prepare_start
     _show_warnings(console, prepared)
     start = time.monotonic()
     steps = _count_steps(prepared, known_zero=not loop, verify_after=verify_after)
@@ -185,7 +188,7 @@ def _build_image(console: Console, settings: BuildSettings, target: str, disk_by
                 apply(prepared, ImageAccess(image.path, known_zero=True), progress, workdir=workdir)
                 report = _verify_step(prepared, image.path, progress, workdir) if verify_after else None
             # Leaving the block without an exception renames the image into place.
-    return BuildResult(target, prepared, progress, report, time.monotonic() - start)
+    return BuildResult(target, prepared, progress, report, time.monotonic() - start, prepare_seconds)
 
 
 def _build_block(console: Console, settings: BuildSettings, target: str, disk_bytes: int, sector: int, *, yes: bool, unmount: bool, verify_after: bool, progress: Progress) -> BuildResult:
@@ -209,7 +212,9 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
         pending_unmount = e
         disk = targets.describe(target)
         report_disk = targets.TargetReport(disk.path, target, disk, warnings=tuple(f"--unmount: {r.message}; it will be unmounted after you confirm" for r in e.refusals))
+    prepare_start = time.monotonic()
     prepared = prepare(settings, disk_bytes, sector)
+    prepare_seconds = time.monotonic() - prepare_start
     _show_warnings(console, prepared)
     targets.confirm_destruction(report_disk, yes=yes, console=console)
     if pending_unmount is not None:
@@ -221,7 +226,7 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
     with tempfile.TemporaryDirectory(prefix="atvdisk-work-") as workdir, targets.BlockDeviceSession(target) as session:
         apply(prepared, BlockAccess(session), progress, workdir=workdir)
         report = _verify_step(prepared, target, progress, workdir) if verify_after else None
-    return BuildResult(target, prepared, progress, report, time.monotonic() - start)
+    return BuildResult(target, prepared, progress, report, time.monotonic() - start, prepare_seconds)
 
 
 def _count_steps(prepared: Prepared, *, known_zero: bool, verify_after: bool) -> int:
@@ -273,6 +278,7 @@ def _summary(prepared: Prepared, target: str, result: BuildResult | None, report
         "warnings": prepared.warnings,
         "steps": [{"step": r.description, "seconds": round(r.seconds, 3), "ok": r.ok} for r in result.progress.records] if result else [],
         "seconds": round(result.seconds, 3) if result else None,
+        "prepare_seconds": round(result.prepare_seconds, 3) if result else None,
         "verified": None if report is None else {"checked": report.checked, "mismatches": report.mismatches},
     }
 
