@@ -4,14 +4,33 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import tempfile
+import time
 
 import click
 
-from atvdisk.cli.common import Console
+from atvdisk.cli.common import Console, parse_size_option
+from atvdisk.errors import TargetRefused, VerifyError
 from atvdisk.imaging.extract import extract
+from atvdisk.imaging.image import ImageInfo, open_image
+from atvdisk.imaging.write import (
+    Mode,
+    WritePlan,
+    WriteResult,
+    execute,
+    plan_write,
+    read_back,
+)
 from atvdisk.inputs.payload import BOOT_EFI_SIZE
-from atvdisk.layout.units import format_iec
+from atvdisk.layout.units import Quantity, format_iec
+from atvdisk.progress import Progress
+from atvdisk.target import checks as targets
+from atvdisk.target.access import BlockAccess, ImageAccess, drop_cached
+from atvdisk.target.probe import probe_size
 from atvdisk.target.source import open_source
+from atvdisk.verify import verify_manifest
 
 
 @click.command("extract")
@@ -64,3 +83,144 @@ def extract_cmd(console: Console, source: str, output: str | None, number: int |
             console.info(f"  boot.efi: {r.boot_efi_size} bytes" + (" (Apple's ATV boot.efi)" if r.boot_efi_size == BOOT_EFI_SIZE else ""))
         if r.kernel_flags is not None:
             console.info(f"  com.apple.Boot.plist Kernel Flags: {r.kernel_flags!r}")
+
+
+@click.command("write")
+@click.argument("image", metavar="IMAGE")
+@click.argument("target", metavar="DISK")
+@click.option("--size", callback=parse_size_option, metavar="SIZE", help="DISK is an image file to create, of this size [default: the image's].")
+@click.option("--dry-run", is_flag=True, help="Check everything and say what would be written; write nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask before erasing the disk (for scripts).")
+@click.option("--unmount", is_flag=True, help="Unmount the disk's partitions and turn off its swap first (after you confirm).")
+@click.option("--force", is_flag=True, help="Replace an existing image file DISK.")
+@click.option("--no-verify", is_flag=True, help="Skip reading everything back at the end.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+@click.pass_obj
+def write_cmd(console: Console, image: str, target: str, size: Quantity | None, dry_run: bool, yes: bool, unmount: bool, force: bool, no_verify: bool, as_json: bool) -> None:
+    """Write IMAGE (.img, .img.gz, .img.xz) to DISK, grown to fit: build once, flash many.
+
+    An image atvdisk built carries its manifest (layout, seed): the layout's `rest` partition
+    (Media) takes the disk's extra space, partitions after it (swap) move to the end, the backup
+    GPT goes to the last sectors. Only the image's data is written, and what the filesystems
+    rely on being zero; the partition table last. Other images are written as they are.
+    DISK is checked and confirmed exactly as `atvdisk build` does it.
+
+    \b
+    Examples:
+      atvdisk build atv.img --size 4G --openelec ... --restore ... --recovery ...
+      atvdisk write atv.img /dev/sdf
+      atvdisk write atv.img.xz /dev/sdg --dry-run
+    """
+    info = open_image(image)
+    try:
+        _write(console, info, target, size, dry_run=dry_run, yes=yes, unmount=unmount, force=force, verify_after=not no_verify, as_json=as_json)
+    finally:
+        info.close()
+
+
+def _write(console: Console, info: ImageInfo, target: str, size: Quantity | None, *, dry_run: bool, yes: bool, unmount: bool, force: bool, verify_after: bool, as_json: bool) -> None:
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    is_block = st is not None and stat.S_ISBLK(st.st_mode)
+    if is_block:
+        if size is not None:
+            raise click.UsageError(f"{target} is a disk: --size only applies to image files")
+        geometry = probe_size(target)
+        target_bytes, sector = geometry.size_bytes, geometry.sector_size
+    else:
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise TargetRefused(f"{target} is neither a disk nor a regular file", hint="give a disk such as /dev/sdX or an image file name")
+        if st is not None and not force:
+            raise TargetRefused(f"{target} already exists", hint="give --force to replace it, or another name")
+        target_bytes, sector = (size.to_bytes(512) if size else info.size), 512
+    progress = Progress(quiet=console.verbosity < 0 or as_json)
+    report_disk = None
+    pending_unmount = None
+    # The disk's own checks first (a partition, the system disk, too small, mounted), as build
+    # does them; then the plan for this image on it; nothing is written before both passed.
+    if is_block:
+        try:
+            report_disk = targets.check_block_target(target, need_bytes=info.size, unmount=False)
+        except targets.UnsafeTarget as e:
+            if not (unmount and e.kinds <= targets.UNMOUNTABLE):
+                raise
+            pending_unmount = e
+            disk = targets.describe(target)
+            report_disk = targets.TargetReport(disk.path, target, disk, warnings=tuple(f"--unmount: {r.message}; it will be unmounted after you confirm" for r in e.refusals))
+    plan = plan_write(info, target_bytes, sector)
+    for w in plan.warnings:
+        console.warn(w)
+    if dry_run:
+        if as_json:
+            console.out(json.dumps(_write_summary(plan, target, None, None, dry_run=True), indent=2, ensure_ascii=False))
+            return
+        for line in plan.describe():
+            console.out(line)
+        console.out(f"\nDry run: nothing was written to {target}.")
+        return
+    for line in plan.describe():
+        console.info(line)
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="atvdisk-write-") as workdir:
+        if is_block:
+            assert report_disk is not None
+            targets.confirm_destruction(report_disk, yes=yes, console=console)
+            if pending_unmount is not None:
+                report_disk = targets.check_block_target(target, need_bytes=plan.need_bytes, unmount=True)
+                for action in report_disk.actions:
+                    console.info(f"done: {action}")
+            with targets.BlockDeviceSession(target) as session:
+                result = execute(plan, BlockAccess(session), progress, workdir=workdir)
+                checks = _verify_written(plan, session.path, result, progress, workdir) if verify_after else None
+        else:
+            with targets.ImageTarget(target, target_bytes, overwrite=force) as out:
+                for w in out.warnings:
+                    console.warn(w)
+                result = execute(plan, ImageAccess(out.path, known_zero=True), progress, workdir=workdir)
+                checks = _verify_written(plan, str(out.path), result, progress, workdir) if verify_after else None
+    seconds = time.monotonic() - start
+    if as_json:
+        console.out(json.dumps(_write_summary(plan, target, result, checks, dry_run=False, seconds=seconds), indent=2, ensure_ascii=False))
+        return
+    verified = f", verified ({len(checks)} checks, read back from the disk)" if checks is not None else ", not verified (--no-verify)"
+    console.info(f"Wrote {info.path} to {target}: {format_iec(result.bytes_written)} written ({format_iec(result.zeroed)} of them zeros) in {seconds:.1f} s{verified}.")
+
+
+def _verify_written(plan: WritePlan, device: str, result: WriteResult, progress: Progress, workdir: str) -> list[str]:
+    with progress.step("verify: read everything back from the disk and compare"):
+        drop_cached(device)
+        if plan.mode is Mode.MANIFEST:
+            assert plan.image.found is not None
+            _, report = verify_manifest(device, plan.image.found, plan.target_bytes, plan.sector_size, workdir=workdir)
+            mismatches, checked = report.mismatches, report.checked
+        else:
+            mismatches = read_back(device, result)
+            checked = [f"{len(result.digests)} copied ranges ({format_iec(result.written.total)}) read back: same sha256 as written"]
+    if mismatches:
+        raise VerifyError(mismatches, hint="the disk does not hold what was written: it may be failing, or fake its capacity")
+    return checked
+
+
+def _write_summary(plan: WritePlan, target: str, result: WriteResult | None, checks: list[str] | None, *, dry_run: bool, seconds: float | None = None) -> dict:
+    found = plan.image.found
+    return {
+        "format": "atvdisk-write/1",
+        "image": plan.image.path,
+        "compression": plan.image.compression,
+        "image_bytes": plan.image.size,
+        "target": target,
+        "target_bytes": plan.target_bytes,
+        "mode": plan.mode.value,
+        "layout": found.manifest.layout_name if found else None,
+        "seed": found.manifest.seed if found else None,
+        "dry_run": dry_run,
+        "partitions": [{"number": m.number, "name": m.name, "fs": m.kind.value, "action": m.action.value, "image_offset": m.src, "image_bytes": m.size, "offset": m.dst, "bytes": m.new_size} for m in plan.moves],
+        "plan": plan.target_plan.to_dict() if plan.target_plan else None,
+        "warnings": plan.warnings,
+        "bytes_written": result.bytes_written if result else None,
+        "zero_bytes_written": result.zeroed if result else None,
+        "seconds": round(seconds, 3) if seconds is not None else None,
+        "verified": checks,
+    }

@@ -28,6 +28,7 @@ LAZY_COMMANDS = {
     "mkhfs": "atvdisk.cli.hfs:mkhfs",
     "lshfs": "atvdisk.cli.hfs:lshfs",
     "extract": "atvdisk.cli.imaging:extract_cmd",
+    "write": "atvdisk.cli.imaging:write_cmd",
 }
 
 

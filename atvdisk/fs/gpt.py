@@ -8,6 +8,7 @@ Apple firmware reads (what rEFIt's gptsync writes).
 
 from __future__ import annotations
 
+import os
 import struct
 import uuid
 import zlib
@@ -280,6 +281,31 @@ def read_primary(f: BinaryIO, sector_size: int) -> GptPrimary:
         if not e.unused and not (header.first_usable <= e.first_lba <= e.last_lba <= header.last_usable):
             raise GptError(f"GPT partition {number} (sectors {e.first_lba}-{e.last_lba}) lies outside the usable sectors {header.first_usable}-{header.last_usable}", hint="the GPT is damaged")
     return GptPrimary(header, entries)
+
+
+def write_relocated(fd: int, primary: GptPrimary, sector_size: int, total_sectors: int, *, mbr_sector: bytes | None = None) -> None:
+    """Write ``primary``'s partitions (entries and disk GUID unchanged) as a complete GPT for a
+    disk of ``total_sectors``: backup entries and header at the last sectors, the last usable
+    sector moved accordingly (what ``sgdisk -e`` does after an image is copied to a larger
+    disk), and the MBR: ``mbr_sector`` (the image's own, for a hybrid MBR) or a protective one."""
+    h = primary.header
+    array = b"".join(e.pack() for e in primary.entries)
+    nsec = -(-len(array) // sector_size)
+    last_usable = total_sectors - 2 - nsec
+    used_end = max((e.last_lba for e in primary.entries if not e.unused), default=0)
+    if used_end > last_usable:
+        raise GptError(f"partitions end at sector {used_end}, beyond the disk's last usable sector {last_usable}", hint="the disk is too small for this image")
+    crc = zlib.crc32(array)
+    first = replace(h, my_lba=1, alternate_lba=total_sectors - 1, last_usable=last_usable, entries_crc32=crc).with_crc()
+    backup = replace(first, my_lba=total_sectors - 1, alternate_lba=1, entries_lba=total_sectors - 1 - nsec).with_crc()
+    padded = array.ljust(nsec * sector_size, b"\0")
+    mbr = mbr_sector[:512] if mbr_sector else protective_mbr(total_sectors).pack()
+    for data, lba in ((mbr, 0), (first.pack().ljust(sector_size, b"\0"), 1), (padded, first.entries_lba), (padded, backup.entries_lba), (backup.pack().ljust(sector_size, b"\0"), total_sectors - 1)):
+        view = memoryview(data)
+        pos = lba * sector_size
+        while view:
+            n = os.pwrite(fd, view, pos)
+            view, pos = view[n:], pos + n
 
 
 def rewrite_table(f: BinaryIO, sector_size: int, table: GptTable, entries: tuple[GptEntry, ...], disk_guid: str, mbr: Mbr | None = None) -> None:

@@ -70,3 +70,19 @@ class BlockAccess(DiskAccess):
             if e.errno not in (errno.EINVAL, errno.EBUSY):
                 raise
             log.warning("%s (%s)", e.message, e.hint)
+
+
+def drop_cached(path: str) -> None:
+    """Flush ``path`` (a disk or image) and drop its cached pages, so that what is read next
+    comes from the medium, not from memory. Best effort: never raises."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError as e:
+        log.info("could not drop the cache of %s: %s", path, e.strerror)
+    finally:
+        os.close(fd)
