@@ -258,6 +258,13 @@ def test_pages_and_the_table_layout_of_tn1150():
         (0x0402, 0x0452, "DJE"),
         (0x04D4, 0x04D4, "Cyrillic AE ligature: Latin AE in Unicode 2.x"),
         (0x0500, 0x0500, "Komi DE: Unicode 3.2"),
+        (0x01A6, 0x01A6, "LATIN LETTER YR: Apple's table does not map it"),
+        (0x01A7, 0x01A8, "TONE TWO next to it is folded"),
+        (0x01F6, 0x01F6, "HWAIR: lower case added in Unicode 3.0"),
+        (0x03D8, 0x03D8, "archaic KOPPA: Unicode 3.2"),
+        (0x03F4, 0x03F4, "capital THETA symbol: Unicode 3.1"),
+        (0x048A, 0x048A, "short I with tail: Unicode 3.2"),
+        (0x04C5, 0x04C5, "EL with tail: Unicode 3.2"),
         (0x0531, 0x0561, "Armenian"),
         (0x10A0, 0x10D0, "Georgian capital AN -> AN (Apple's addition)"),
         (0x13A0, 0x13A0, "Cherokee: page not in the table"),
@@ -273,6 +280,12 @@ def test_pages_and_the_table_layout_of_tn1150():
 )
 def test_rule_examples(u, folded, clause):
     assert case_fold_unit(u) == folded, clause
+
+
+@pytest.mark.parametrize("u", [-1, 0x10000, 0x110000])
+def test_case_fold_unit_takes_utf16_units_only(u):
+    with pytest.raises(ValueError, match="not a UTF-16 code unit"):
+        case_fold_unit(u)
 
 
 def test_every_documented_exception_is_needed():
