@@ -436,3 +436,83 @@ def test_volume_header(hfsx: bool, journaled: bool) -> None:
     assert vh.dataClumpSize == vh.rsrcClumpSize == 16 * 4096
     a.next_block = geometry.total_blocks  # a full volume: the search starts after the header
     assert volume_header(opts, geometry, ids, cat, a).nextAllocation == geometry.head
+
+
+# -- record fields as TN1150 lays them out (issue 15) -------------------------------------------
+
+
+def test_records_carry_every_date_and_the_file_fields() -> None:
+    """Each entry's four dates land in their own fields (TN1150 "Catalog File Records": create,
+    content modified, attributes modified, accessed), and a file record is byte for byte the
+    record TN1150's structure gives for its fields: nothing else is set."""
+    from atvdisk.fs.hfsplus.records import (
+        S_IFLNK,
+        S_IFREG,
+        FileInfo,
+        HFSPlusBSDInfo,
+        HFSPlusExtentDescriptor,
+        HFSPlusForkData,
+        kSymLinkCreator,
+        kSymLinkFileType,
+    )
+
+    t = HfsTree()
+    times = {"crtime": 1_000_000_001, "mtime": 1_000_000_002, "ctime": 1_000_000_003, "atime": 1_000_000_004}
+    t.add_dir("d", mode=0o750, uid=7, gid=8, **times)
+    t.add_file("d/f", BytesSource(b"x" * 5000), mode=0o640, uid=9, gid=10, **times)
+    t.add_symlink("d/l", "f", uid=11, gid=12, **times)
+    opts, entries, ids, cat = _catalog(_opts(), t)
+    records = {HFSPlusCatalogKey.unpack(k).nodeName.unicode: d for k, d in cat.build(_fake_allocation(cat.files, False))}
+    dates = tuple(unix_to_hfs(times[k]) for k in ("crtime", "mtime", "ctime", "atime"))
+    d = HFSPlusCatalogFolder.unpack(records[encode_component("d")])
+    assert (d.createDate, d.contentModDate, d.attributeModDate, d.accessDate, d.backupDate) == (*dates, 0)
+    for name, kind in (("f", S_IFREG), ("l", S_IFLNK)):
+        pf = next(p for p in cat.files if p.path == f"d/{name}")
+        e = next(e for e in entries if e.path == pf.path)
+        expected = HFSPlusCatalogFile(
+            flags=kHFSThreadExistsMask,
+            fileID=pf.cnid,
+            createDate=dates[0],
+            contentModDate=dates[1],
+            attributeModDate=dates[2],
+            accessDate=dates[3],
+            permissions=HFSPlusBSDInfo(e.meta.uid, e.meta.gid, 0, 0, kind | e.meta.mode, 1),
+            userInfo=FileInfo(kSymLinkFileType, kSymLinkCreator) if kind == S_IFLNK else FileInfo(),
+            dataFork=HFSPlusForkData(pf.size, 0, pf.blocks, tuple(HFSPlusExtentDescriptor(s, c) for s, c in pf.extents)),
+        )
+        assert records[encode_component(name)] == expected.pack(), name
+
+
+def test_files_without_times_take_the_volume_time_or_their_mtime() -> None:
+    t = HfsTree()
+    t.add_file("plain", BytesSource(b""))
+    t.add_file("m", BytesSource(b""), mtime=1_000_000_000)
+    t.add_dir("dm", mtime=1_000_000_000)
+    _opts_, _entries, _ids, cat = _catalog(_opts(), t)
+    records = {HFSPlusCatalogKey.unpack(k).nodeName.unicode: d for k, d in cat.build(_fake_allocation(cat.files, False))}
+    plain = HFSPlusCatalogFile.unpack(records[encode_component("plain")])
+    assert {plain.createDate, plain.contentModDate, plain.attributeModDate, plain.accessDate} == {unix_to_hfs(T)}
+    for name in ("m", "dm"):
+        data = records[encode_component(name)]
+        rec = (HFSPlusCatalogFile if name == "m" else HFSPlusCatalogFolder).unpack(data)
+        assert {rec.createDate, rec.contentModDate, rec.attributeModDate, rec.accessDate} == {unix_to_hfs(1_000_000_000)}
+
+
+def test_volume_id_range() -> None:
+    for bad in (-1, 2**64):
+        with pytest.raises(HfsUnsupportedError, match="volume id"):
+            resolve_options(_opts(volume_id=bad), 8 * MIB)
+    for good in (0, 2**64 - 1):
+        assert resolve_options(_opts(volume_id=good), 8 * MIB).volume_id == good
+
+
+@pytest.mark.parametrize("bs, clump", [(512, 8192), (1024, 16384), (4096, 65536), (8192, 65536), (16384, 65536), (65536, 65536)])
+def test_default_data_clump_size_is_newfs_hfs(bs: int, clump: int) -> None:
+    """newfs_hfs: 16 blocks, or 64 KiB rounded up to whole blocks when blocks exceed 4 KiB."""
+    opts, _entries, ids, cat = _catalog(_opts(block_size=bs, volume_id=0))
+    geometry = Geometry.of(32 * MIB, bs)
+    a = _fake_allocation(cat.files, False)
+    a.used_extents, a.next_block = [(0, 4)], 4
+    vh = volume_header(opts, geometry, ids, cat, a)
+    assert vh.dataClumpSize == vh.rsrcClumpSize == clump
+    assert vh.finderInfo == (0,) * 8  # volume id 0

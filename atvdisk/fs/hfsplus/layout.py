@@ -278,9 +278,6 @@ class VolumeLayout:
     def externals(self) -> dict[tuple[bytes, ...], PlannedFile]:
         return {f.keys: f for f in self.files if isinstance(f.source, ExternalSource)}
 
-    def block_offset(self, block: int) -> int:
-        return block * self.block_size
-
 
 # ============================================================================================
 # Options: newfs_hfs's defaults for everything the caller left unset.
