@@ -71,7 +71,7 @@ DEFAULT_TESTS: dict[str, tuple[str, ...]] = {
     "atvdisk/fs/hfsplus/btree.py": ("tests/hfsplus/test_btree.py",),
     "atvdisk/fs/hfsplus/unicode.py": ("tests/test_hfs_unicode.py",),
     "atvdisk/fs/hfsplus/layout.py": ("tests/hfsplus/test_tree_and_layout.py", "tests/hfsplus/test_layout_phases.py", "tests/hfsplus/test_small_volumes.py"),
-    "atvdisk/fs/hfsplus/sizing.py": ("tests/hfsplus/test_tree_and_layout.py", "tests/hfsplus/test_layout_phases.py", "tests/hfsplus/test_small_volumes.py"),
+    "atvdisk/fs/hfsplus/sizing.py": ("tests/hfsplus/test_sizing.py", "tests/hfsplus/test_tree_and_layout.py", "tests/hfsplus/test_layout_phases.py", "tests/hfsplus/test_small_volumes.py"),
 }
 DEFAULT_MARKERS = "not kernel and not root and not slow"
 EQUIVALENT_FILE = ROOT / "tools" / "mutation-equivalent.txt"

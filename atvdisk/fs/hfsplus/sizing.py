@@ -14,8 +14,6 @@ KIB = 1024
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 
-JOURNAL_SECTOR = 512  # jhdr_size: the device sector size
-
 # newfs_hfs clump table (MiB): volume size row -> (attributes, catalog, extents)
 _CLUMP_TABLE = (
     (4, 4, 4), (6, 6, 4), (8, 8, 4), (11, 11, 5), (64, 32, 5), (84, 49, 6), (111, 74, 7),
@@ -59,13 +57,13 @@ def btree_clump_size(block_size: int, node_size: int, volume_bytes: int, file_id
 
 
 def default_journal_size(volume_bytes: int, block_size: int) -> int:
-    """newfs_hfs's default journal size for a volume (512-byte sectors)."""
-    min_size = JOURNAL_SECTOR * (JOURNAL_SECTOR // 16)
-    jscale = min(volume_bytes // (100 * GIB), 64)
-    size = max(8 * MIB * (jscale + 1), min_size)
+    """newfs_hfs's default journal size: 8 MiB per started 100 GiB of volume, at most 512 MiB;
+    512 KiB under 128 MiB; at least one block. (newfs_hfs's floor of sector size x sector size
+    / 16 is 16 KiB for the 512-byte journal sectors written here, so it never binds.)"""
     if volume_bytes < 128 * MIB:
-        size = max(512 * KIB, min_size)
-    size = min(size, 512 * MIB)
+        size = 512 * KIB
+    else:
+        size = min(8 * MIB * (min(volume_bytes // (100 * GIB), 64) + 1), 512 * MIB)
     return max(size, block_size)
 
 
@@ -75,7 +73,6 @@ def default_catalog_node_size(block_size: int, volume_bytes: int) -> int:
 
 __all__ = [
     "GIB",
-    "JOURNAL_SECTOR",
     "KIB",
     "MIB",
     "btree_clump_size",
