@@ -7,6 +7,8 @@ fault shows up in the phase that has it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from atvdisk.fs.hfsplus.errors import (
@@ -110,6 +112,14 @@ def test_resolve_options_fills_newfs_defaults() -> None:
         resolve_options(_opts(extents_node_size=256), 8 * MIB)
     with pytest.raises(HfsUnsupportedError, match="attributes B-tree node size 65536"):
         resolve_options(_opts(attributes_node_size=65536), 8 * MIB)
+
+
+def test_at_most_2_32_minus_1_blocks() -> None:
+    """TN1150: totalBlocks is a UInt32. 2 TiB of 512-byte blocks is one block too many."""
+    assert resolve_options(_opts(block_size=512), (2**32 - 1) * 512).block_size == 512
+    with pytest.raises(HfsUnsupportedError, match="more than 2\\^32 blocks"):
+        resolve_options(_opts(block_size=512), 2**32 * 512)
+    assert resolve_options(_opts(block_size=1024), 2**32 * 512).block_size == 1024
 
 
 def test_geometry_reserves_the_headers() -> None:
@@ -235,6 +245,7 @@ def test_catalog_records_threads_and_order(hfsx: bool) -> None:
     by_key = {(k.parentID, k.nodeName.unicode): d for k, (_, d) in zip(keys, records, strict=True)}
     root = HFSPlusCatalogFolder.unpack(by_key[(kHFSRootParentID, encode_component("Vol"))])
     assert (root.folderID, root.valence) == (kHFSRootFolderID, 3)
+    assert root.reserved == (1 if hfsx else 0)  # HFSX folders count their subfolders ("b")
     for e in entries[1:]:
         cnid, parent = ids.of[e.keys], ids.of[e.keys[:-1]]
         data = by_key[(parent, e.keys[-1])]
@@ -254,8 +265,8 @@ def test_catalog_records_threads_and_order(hfsx: bool) -> None:
             assert f.dataFork.totalBlocks == (2 if e.size else 0)
     # folder threads keep TSK's 520 bytes of room after their key; file threads need none
     for c in cat.records:
-        if c.room:
-            assert c.room == len(c.key) + TSK_THREAD_ROOM
+        if c.room:  # The Sleuth Kit 4.15 reads sizeof(hfs_thread) = 520 bytes after the key
+            assert c.room == len(c.key) + 520 == len(c.key) + TSK_THREAD_ROOM
     assert sum(1 for c in cat.records if c.room) == 1 + sum(1 for e in entries[1:] if e.kind is Kind.DIR)
     assert (cat.file_count, cat.folder_count) == (3, 2)
     assert [f.path for f in cat.files] == [e.path for e in entries if e.kind is not Kind.DIR]
@@ -310,6 +321,9 @@ def test_btrees_generous_and_tight() -> None:
     assert tight.catalog.total_nodes == 2  # header + one leaf holds 10 small records
     assert tight.extents.total_nodes == 1 and tight.attributes.total_nodes == 1
     assert tight.catalog.spec.key_compare_type == kHFSCaseFolding
+    # TN1150: keyCompareType is reserved (zero) but in the catalog
+    assert tight.extents.spec.key_compare_type == tight.attributes.spec.key_compare_type == 0
+    assert generous.extents.header_record().keyCompareType == generous.attributes.header_record().keyCompareType == 0
     assert generous.blocks(4096) == 3 * 32 * MIB * 4 // 512 // 4096
     hfsx = resolve_options(_opts(case_sensitive=True, attributes_file=False), 32 * MIB)
     plans = plan_btrees(hfsx, 32 * MIB, cat.sizes(), cat.room(), 3, generous=False)
@@ -342,6 +356,12 @@ def test_fit_btrees_shrinks_before_refusing(journaled: bool) -> None:
     with pytest.raises(HfsSpaceError) as info:
         fit_btrees(geometry, opts, 32 * MIB, cat, DataNeeds([], 0, free - 6, 2))  # gaps count too
     assert info.value.shortfall == 4096
+    # without an attributes file its two blocks are free for data
+    no_attr = resolve_options(replace(opts, attributes_file=False), 32 * MIB)
+    plans = fit_btrees(geometry, no_attr, 32 * MIB, cat, DataNeeds([], 0, free - 3, 0))
+    assert plans.attributes is None and plans.blocks(4096) == 3
+    with pytest.raises(HfsSpaceError):
+        fit_btrees(geometry, no_attr, 32 * MIB, cat, DataNeeds([], 0, free - 2, 0))
 
 
 # -- journal -----------------------------------------------------------------------------------
@@ -410,6 +430,13 @@ def test_allocate_fragments_and_overflow_records() -> None:
     assert sum(e.blockCount for e in recs[1].extents) == 8 and sum(e.blockCount for e in recs[2].extents) == 1
     # the alternate header takes two 512-byte blocks
     assert a.used_extents[-1] == (geometry.total_blocks - 2, 2)
+    # used extents: sorted, merged (none touches the next), and exactly the blocks handed out
+    for (s1, n1), (s2, _n2) in zip(a.used_extents, a.used_extents[1:], strict=False):
+        assert s1 + n1 < s2
+    used = {b for s, n in a.used_extents for b in range(s, s + n)}
+    given = set(range(a.catalog.start + a.catalog.blocks)) | {s for f in files for s, _ in f.extents}
+    given |= {geometry.total_blocks - 2, geometry.total_blocks - 1}
+    assert used == given
 
 
 # -- volume header -----------------------------------------------------------------------------
