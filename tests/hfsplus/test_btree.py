@@ -259,6 +259,12 @@ def test_a_record_that_exactly_fills_a_node(node_size: int) -> None:
     assert struct.unpack_from(">HH", leaf, node_size - 4) == (node_size - 4, 14)  # free space starts at the table
     with pytest.raises(ValueError, match="does not fit"):
         plan_btree([(key, bytes(full - len(key) + 2))], spec)
+    # after a full leaf, the next leaf can be filled just as exactly by two records
+    half = (node_size - 14 - 6) // 2
+    three = [records[0], (key[:-2] + b"\x00b", bytes(half - len(key))), (key[:-2] + b"\x00c", bytes(half - len(key)))]
+    plan = plan_btree(three, spec)
+    assert plan.level_nodes == (2, 1)
+    assert _walk(dict(build_nodes(plan, three)), spec, plan) == three
     # two records filling a node exactly stay in one leaf; two bytes more split them
     half = (node_size - 14 - 6) // 2
     pair = [(key, bytes(half - len(key))), (key[:-2] + b"\x00b", bytes(half - len(key)))]
