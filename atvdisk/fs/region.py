@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 from atvdisk.fs.hfsplus.errors import RegionError
 
-CHUNK = 8 * 1024 * 1024
+CHUNK = 2 * 1024 * 1024  # a tar chunk (tarstream.CHUNK): larger buffers only cost memory, in every writing thread
 _ZERO_CHUNK = bytes(1024 * 1024)
 WRITEBACK_BYTES = 8 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h

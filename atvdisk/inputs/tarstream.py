@@ -277,7 +277,8 @@ class TarStream:
             self._buf, self._pos = self._src.read_chunk(), 0
             if not self._buf:
                 raise TarStreamError("the archive ends in the middle of a member's data (truncated)")
-        piece = self._buf[self._pos : self._pos + n]
+        # A whole chunk is handed over as it is (no copy: member data is most of an archive).
+        piece = self._buf if self._pos == 0 and n >= len(self._buf) else self._buf[self._pos : self._pos + n]
         self._pos += len(piece)
         self._left -= len(piece)
         return piece
