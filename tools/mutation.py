@@ -459,7 +459,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(chosen)} of {len(everything)} mutants")
         return 0
 
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still cleans up
+    def terminate(*_: object) -> None:  # a kill still cleans up, even if a second one follows
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sys.exit(143)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     workers: list[Workspace] = []
     try:
         workers.extend(Workspace(root, module) for _ in range(max(1, args.jobs)))
