@@ -15,7 +15,13 @@ import click
 from atvdisk import manifest
 from atvdisk.build import BuildSettings, Prepared, apply, prepare
 from atvdisk.cli.common import Console, layout_option, parse_size_option, seed_option
-from atvdisk.errors import DiskTooSmall, TargetRefused, UsageError, VerifyError
+from atvdisk.errors import (
+    BuildError,
+    DiskTooSmall,
+    TargetRefused,
+    UsageError,
+    VerifyError,
+)
 from atvdisk.inputs.payload import Inputs, OpenElecRelease, check_input_file
 from atvdisk.inputs.sample import write_sample
 from atvdisk.layout.resolver import resolve
@@ -224,7 +230,13 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
     start = time.monotonic()
     progress.total_steps = _count_steps(prepared, known_zero=False, verify_after=verify_after)
     with tempfile.TemporaryDirectory(prefix="atvdisk-work-") as workdir, targets.BlockDeviceSession(target) as session:
-        apply(prepared, BlockAccess(session), progress, workdir=workdir)
+        try:
+            apply(prepared, BlockAccess(session), progress, workdir=workdir)
+        except UsageError as e:
+            # An input that fails now (a tarball truncated or replaced since it was checked) is
+            # no longer "found before anything was written": the disk is half-built.
+            raise BuildError(f"{e} (found while writing {target}: the disk is incomplete)",
+                             hint=f"{e.hint + '; then ' if e.hint else ''}build {target} again: an input changed after atvdisk checked it") from e
         report = _verify_step(prepared, target, progress, workdir) if verify_after else None
     return BuildResult(target, prepared, progress, report, time.monotonic() - start, prepare_seconds)
 
