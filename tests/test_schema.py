@@ -109,3 +109,16 @@ def test_finding_layouts(tmp_path, monkeypatch):
         find_layout("atv1-openelek")
     assert "atv1-openelec" in info.value.hint
     assert os.getcwd() == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "fs, type_",
+    [
+        ('{ kind = "ext4", label = "éééééééé" }', "linux"),  # 16 bytes of UTF-8
+        ('{ kind = "swap", label = "SSSSSSSSSSSSSSSS" }', "swap"),
+        ('{ kind = "fat32", label = "EFI BOOT 01" }', "efi"),  # 11 characters
+        ('{ kind = "hfsplus", label = "' + "V" * 255 + '" }', "hfsplus"),
+    ],
+)
+def test_labels_at_their_limit_are_accepted(fs, type_):
+    assert one(fs, type_=type_).fs.label

@@ -307,7 +307,7 @@ class _Parser:
                 where,
                 f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
                 unknown,
-                hint="allowed here: " + (", ".join(sorted(allowed)) or "nothing"),
+                hint="allowed here: " + ", ".join(sorted(allowed)),
             )
 
     def get(self, where: str, table: dict[str, Any], key: str, types: type | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
