@@ -39,6 +39,8 @@ from atvdisk.verify import (
     verify_manifest,
 )
 
+SUFFIX = {"gz": ".gz", "xz": ".xz"}  # --compress: what is added to the image's name
+
 
 def _epoch() -> int:
     value = os.environ.get("SOURCE_DATE_EPOCH")
@@ -101,9 +103,11 @@ def input_options(f):  # noqa: ANN001, ANN201 - a click decorator
 @click.option("--unmount", is_flag=True, help="Unmount the disk's partitions and turn off its swap first.")
 @click.option("--force", is_flag=True, help="Replace an existing image file.")
 @click.option("--no-verify", is_flag=True, help="Skip reading everything back at the end.")
+@click.option("--bmap", "with_bmap", is_flag=True, help="Also write IMAGE.bmap, for `bmaptool copy` (image files).")
+@click.option("--compress", type=click.Choice(["gz", "xz"]), default=None, help="Write the image compressed, as IMAGE.gz or IMAGE.xz (image files).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.pass_obj
-def build_cmd(console: Console, target: str, layout_name: str, seed: str | None, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, size: Quantity | None, loop: bool, dry_run: bool, yes: bool, unmount: bool, force: bool, no_verify: bool, as_json: bool) -> None:  # noqa: ANN001
+def build_cmd(console: Console, target: str, layout_name: str, seed: str | None, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, size: Quantity | None, loop: bool, dry_run: bool, yes: bool, unmount: bool, force: bool, no_verify: bool, with_bmap: bool, compress: str | None, as_json: bool) -> None:  # noqa: ANN001
     """Build the ATV disk on TARGET: a disk (/dev/sdX, /dev/mmcblkN, /dev/nvmeXnY, /dev/loopN)
     or an image file (created with --size).
 
@@ -120,6 +124,16 @@ def build_cmd(console: Console, target: str, layout_name: str, seed: str | None,
     progress = Progress(quiet=console.verbosity < 0 or as_json)
     # The target's kind and size first (cheap, and refuses an existing image without --force),
     # then the inputs (md5 sums and every tarball member are read).
+    final = target
+    if compress is not None or with_bmap:
+        if target.startswith("/dev/") or (os.path.exists(target) and stat.S_ISBLK(os.stat(target).st_mode)):
+            raise click.UsageError("--bmap and --compress make image files; the target is a disk")
+    if compress is not None:
+        final = target if target.endswith(SUFFIX[compress]) else target + SUFFIX[compress]
+        if os.path.exists(final) and not force:
+            raise TargetRefused(f"{final} already exists", hint="give --force to replace it, or another name")
+        directory, name = os.path.split(final)
+        target = os.path.join(directory, f".{name}.atvdisk-raw.img")
     kind, disk_bytes, sector = _target_geometry(target, size, loop, force)
     with ExitStack() as stack:
         inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack)
@@ -132,7 +146,39 @@ def build_cmd(console: Console, target: str, layout_name: str, seed: str | None,
             result = _build_block(console, settings, target, disk_bytes, sector, yes=yes, unmount=unmount, verify_after=not no_verify, progress=progress)
         else:
             result = _build_image(console, settings, target, disk_bytes, loop=loop, force=force, verify_after=not no_verify, progress=progress)
+            if with_bmap or compress:
+                _package(console, result, target, final, with_bmap=with_bmap, compress=compress, progress=progress)
     _print_result(console, result, as_json)
+
+
+def _package(console: Console, result: BuildResult, raw: str, final: str, *, with_bmap: bool, compress: str | None, progress: Progress) -> None:
+    """The bmap (of the raw image) and the compressed file; the raw image then goes."""
+    from atvdisk.imaging.bmap import make_bmap
+    from atvdisk.imaging.compress import compress_image
+
+    try:
+        if with_bmap:
+            bmap = (final.removesuffix(SUFFIX[compress]) if compress else final) + ".bmap"
+            with progress.step(f"write {bmap} (for bmaptool copy)"):
+                make_bmap(raw, bmap)
+            console.info(f"Wrote {bmap}.")
+        if compress:
+            with progress.step(f"compress the image to {final} ({compress})"):
+                directory = os.path.dirname(final) or "."
+                with tempfile.NamedTemporaryFile(dir=directory, prefix=f".{os.path.basename(final)}.", suffix=".partial", delete=False) as out:
+                    try:
+                        compress_image(raw, out, compress)
+                        out.flush()
+                        os.fsync(out.fileno())
+                        os.chmod(out.name, 0o644)
+                        os.replace(out.name, final)
+                    except BaseException:
+                        os.unlink(out.name)
+                        raise
+            result.target = final
+    finally:
+        if compress and os.path.exists(raw):
+            os.unlink(raw)
 
 
 def _target_geometry(target: str, size: Quantity | None, loop: bool, force: bool) -> tuple[TargetKind, int, int]:

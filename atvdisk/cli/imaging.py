@@ -224,3 +224,40 @@ def _write_summary(plan: WritePlan, target: str, result: WriteResult | None, che
         "seconds": round(seconds, 3) if seconds is not None else None,
         "verified": checks,
     }
+
+
+@click.command("backup")
+@click.argument("source", metavar="DISK")
+@click.argument("output", metavar="FILE.img")
+@click.option("--force", is_flag=True, help="Replace an existing FILE.img.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report on stdout.")
+@click.pass_obj
+def backup_cmd(console: Console, source: str, output: str, force: bool, as_json: bool) -> None:
+    """Back DISK (an ATV disk, or an image of one) up as a sparse image holding only the blocks
+    its filesystems use (HFS+ allocation files, FAT, ext4 via e2fsprogs); `atvdisk write
+    FILE.img DISK` restores it. DISK is opened read-only and never written.
+
+    \b
+    Examples:
+      atvdisk backup /dev/sdg old-atv.img
+      atvdisk write old-atv.img /dev/sdh
+    """
+    from atvdisk.imaging.backup import backup
+
+    described = open_source(source)
+    for w in described.warnings:
+        console.warn(w)
+    start = time.monotonic()
+    with described as src:
+        report = backup(src, output, force=force)
+    seconds = time.monotonic() - start
+    for w in report.warnings:
+        console.warn(w)
+    if as_json:
+        console.out(json.dumps({"format": "atvdisk-backup/1", "source": source, "output": output, "disk_bytes": report.disk_bytes,
+                                "bytes_read": report.read, "bytes_stored": report.stored, "seconds": round(seconds, 3),
+                                "partitions": [{"number": p.number, "name": p.name, "fs": p.kind.value, "bytes": p.size, "kept": p.kept, "whole": p.whole} for p in report.partitions]}, indent=2))
+        return
+    for p in report.partitions:
+        console.info(f"partition {p.number} ({p.name}, {p.kind}): {format_iec(p.kept)} of {format_iec(p.size)} in use" + (" (kept whole)" if p.whole else ""))
+    console.info(f"Backed {source} ({format_iec(report.disk_bytes)}) up to {output}: {format_iec(report.read)} read, {format_iec(report.stored)} stored, in {seconds:.1f} s.")

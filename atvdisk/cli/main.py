@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
     "lshfs": "atvdisk.cli.hfs:lshfs",
     "extract": "atvdisk.cli.imaging:extract_cmd",
     "write": "atvdisk.cli.imaging:write_cmd",
+    "backup": "atvdisk.cli.imaging:backup_cmd",
 }
 
 
