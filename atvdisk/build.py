@@ -22,7 +22,9 @@ from atvdisk import manifest
 from atvdisk.bootscript import BootScript, generate
 from atvdisk.errors import BuildError, InputError
 from atvdisk.fs import hfs_adapter
+from atvdisk.fs.ext4 import check_tree as check_ext4_tree
 from atvdisk.fs.ext4 import make_ext4
+from atvdisk.fs.fat import check_tree as check_fat_tree
 from atvdisk.fs.fat import make_fat32
 from atvdisk.fs.partition import write_partition_table
 from atvdisk.fs.region import Region
@@ -128,6 +130,7 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
                     f" (e.g. /{outside_bmp[0]}): HFS+ stores them, but Linux's hfsplus driver cannot open them"
                 )
         elif p.fs.kind in (FsKind.EXT4, FsKind.FAT32):
+            (check_ext4_tree if p.fs.kind is FsKind.EXT4 else check_fat_tree)(p, pc.tree)
             _check_fits(p, pc.tree)
     prepared = Prepared(plan, contents, bootscript, boot_report, hfs, warnings, settings=settings)
     prepared.deferred_md5 = deferred

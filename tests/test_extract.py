@@ -171,3 +171,35 @@ def test_a_damaged_volume_is_refused_and_nothing_is_left(tmp_path):
     assert r.returncode == 2 and "catalog B-tree node 0 is not a header node" in r.stderr
     assert not (tmp_path / "r.tgz").exists() and not list(tmp_path.glob(".r.tgz.*"))
     assert sha256_file(img) == before
+
+
+def test_a_journal_with_transactions_is_read_with_a_warning(tmp_path):
+    """atv1-factory's Media is journaled: with the journal header saying it holds transactions
+    (start != end, as after a crash), the volume is still read, as it lies, with a warning."""
+    img = tmp_path / "j.img"
+    atvdisk("build", img, "--layout", "atv1-factory", "--size", "4GB", "--seed", "j")
+    import struct
+
+    from atvdisk.fs.hfsplus.reader import HfsVolume
+
+    media = next(p for p in gpt_partitions(img) if p[0] == 4)
+    with HfsVolume.open(img, media[1], media[2]) as vol:
+        bs = vol.block_size
+        jib = vol.header.journalInfoBlock * bs
+    with open(img, "r+b") as f:
+        f.seek(media[1] + jib + 36)
+        j_offset = struct.unpack(">Q", f.read(8))[0]
+        f.seek(media[1] + j_offset + 16)  # journal_header.end (= start when empty): one sector on
+        start = struct.unpack(">Q", f.read(8))[0]
+        f.seek(media[1] + j_offset + 16)
+        f.write(struct.pack(">Q", start + 512))
+    r = atvdisk("extract", img, "--partition", 4, "-o", tmp_path / "media.tgz")
+    assert "the journal holds transactions that were never replayed" in r.stderr
+    assert tarfile.open(tmp_path / "media.tgz").getnames() == []  # an empty Media, journal files left out
+
+
+def gpt_partitions(img: Path) -> list[tuple[int, int, int]]:
+    import json as _json
+
+    table = _json.loads(subprocess.run(["sfdisk", "--json", img], capture_output=True, text=True, check=True).stdout)["partitiontable"]
+    return [(int(p["node"].rsplit("img", 1)[1]), p["start"] * 512, p["size"] * 512) for p in table["partitions"]]

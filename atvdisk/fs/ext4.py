@@ -10,9 +10,9 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from atvdisk.errors import BuildError
+from atvdisk.errors import BuildError, InputError
 from atvdisk.fs.region import WritebackPump
-from atvdisk.inputs.staging import materialise
+from atvdisk.inputs.staging import check_stageable, materialise
 from atvdisk.inputs.tree import FileTree, HostFile
 from atvdisk.layout.plan import PlannedPartition
 from atvdisk.run import capture, run
@@ -46,6 +46,18 @@ def _hash_host_files(tree: FileTree, paths: list[str]) -> dict[str, str]:
                 h.update(chunk)
         out[path] = h.hexdigest()
     return out
+
+
+def check_tree(p: PlannedPartition, tree: FileTree) -> None:
+    """Refuse, before anything is written, what this ext4 writer cannot put in the tree: names
+    over 255 bytes, paths the staging directory cannot hold, symlink targets over 4095 bytes, and
+    names with a line break (owners and times are set with debugfs, which reads its commands line
+    by line). Raises InputError naming the entry and where it came from."""
+    where = f"partition {p.number} ({p.name}, ext4)"
+    check_stageable(tree, where)
+    for path, node in tree:
+        if "\n" in path or "\r" in path:
+            raise InputError(f"{where}: /{path!r}: a name with a line break (from {node.origin})", hint="rename it: atvdisk sets ext4 owners with debugfs, which reads line by line")
 
 
 def debugfs_quote(path: str) -> str:

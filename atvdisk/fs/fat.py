@@ -8,13 +8,54 @@ import math
 import os
 import tempfile
 
-from atvdisk.errors import BuildError
-from atvdisk.inputs.staging import materialise
+from atvdisk.errors import BuildError, InputError
+from atvdisk.inputs.staging import check_stageable, materialise
 from atvdisk.inputs.tree import FileTree, NodeKind
 from atvdisk.layout.plan import PlannedPartition
 from atvdisk.run import capture, run
 
 FAT_SECTOR = 512  # mkfs.fat's logical sector, and the unit of its --offset
+
+
+# VFAT long names (what mtools writes and Linux's vfat reads): no control characters and none of
+# these; no trailing dot or space (VFAT drops them, so "a." would come back as "a"); not a DOS
+# device name (mtools refuses them); compared without case.
+_FAT_FORBIDDEN = set('"*/:<>?\\|') | {chr(c) for c in range(0x20)} | {"\x7f"}
+_DOS_DEVICES = {"CON", "PRN", "AUX", "NUL", "CLOCK$", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+def check_tree(p: PlannedPartition, tree: FileTree) -> None:
+    """Refuse, before anything is written, what a FAT32 filesystem cannot hold as the tree says:
+    symlinks, names VFAT forbids or changes, two names of one directory that FAT sees as one
+    (it ignores case), names over 255 UTF-16 units. Raises InputError naming the entries and
+    where they came from."""
+    where = f"partition {p.number} ({p.name}, FAT32)"
+    check_stageable(tree, where)
+    seen: dict[tuple[str, str], str] = {}
+    for path, node in tree:
+        if not path:
+            continue
+        if node.kind is NodeKind.SYMLINK:
+            raise InputError(f"{where}: FAT cannot hold the symlink /{path} (from {node.origin})", hint="put a copy of the file there instead, or use another filesystem")
+        parent, _, name = path.rpartition("/")
+        bad = sorted(set(name) & _FAT_FORBIDDEN)
+        if bad:
+            raise InputError(f"{where}: {'/' + path!r}: FAT names cannot contain {', '.join(repr(c) for c in bad)} (from {node.origin})", hint="rename it")
+        if name.endswith((".", " ")):
+            raise InputError(f"{where}: /{path}: FAT drops a name's trailing dots and spaces (from {node.origin})", hint="rename it")
+        if name.split(".", 1)[0].upper() in _DOS_DEVICES:
+            raise InputError(f"{where}: /{path}: {name!r} is a DOS device name, which FAT tools refuse (from {node.origin})", hint="rename it")
+        if len(name.encode("utf-16-le", "surrogatepass")) > 510:
+            raise InputError(f"{where}: /{path}: FAT names are at most 255 UTF-16 units (from {node.origin})", hint="shorten the name")
+        key = (parent.casefold(), name.casefold())
+        other = seen.get(key)
+        if other is not None:
+            raise InputError(
+                f"{where}: /{other} and /{path} are the same name on FAT, which ignores case"
+                f" (/{other} from {tree.nodes[other].origin}; /{path} from {node.origin})",
+                hint="rename one of them, or use a filesystem that keeps case apart",
+            )
+        seen[key] = path
 
 
 def make_fat32(device: str, p: PlannedPartition, tree: FileTree, *, workdir: str, epoch: int, hashes: dict[str, str] | None = None) -> None:

@@ -141,6 +141,7 @@ def _apply(tree: FileTree, c: ContentSpec, inputs: Inputs, bootscript: BootScrip
             raise InputError(f"{where}: {path}: no such file", hint="check the path") from None
         if not stat.S_ISREG(st.st_mode):
             raise InputError(f"{where}: {path} is not a regular file", hint="give a file")
+        check_readable(path, where)
         tree.add_file(c.path, HostFile(path), st.st_size, mode=c.mode if c.mode is not None else st.st_mode & 0o777, uid=uid, gid=gid, mtime=int(st.st_mtime), origin=where)
         return True
     if c.kind is ContentKind.DIRECTORY:
@@ -157,7 +158,10 @@ def add_host_directory(tree: FileTree, root: str, dest: str, *, owner: tuple[int
     """Add a host directory's tree (files, directories, symlinks; nothing else) under ``dest``."""
     uid, gid = owner
     prefix = dest.strip("/")
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    def unreadable(e: OSError) -> None:
+        raise InputError(f"{origin}: cannot read the directory {e.filename}: {e.strerror}", hint="check its permissions")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir
@@ -174,9 +178,19 @@ def add_host_directory(tree: FileTree, root: str, dest: str, *, owner: tuple[int
             if stat.S_ISDIR(st.st_mode):
                 tree.add_dir(where, mode=st.st_mode & 0o777, uid=uid, gid=gid, mtime=int(st.st_mtime), origin=what)
             elif stat.S_ISREG(st.st_mode):
+                check_readable(full, origin)
                 tree.add_file(where, HostFile(full), st.st_size, mode=st.st_mode & 0o777, uid=uid, gid=gid, mtime=int(st.st_mtime), origin=what)
             elif stat.S_ISLNK(st.st_mode):
                 tree.add_symlink(where, os.readlink(full), uid=uid, gid=gid, mtime=int(st.st_mtime), origin=what)
             else:
                 kind = "device node" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "FIFO" if stat.S_ISFIFO(st.st_mode) else "socket"
                 raise InputError(f"{what} is a {kind}", hint="only files, directories and symlinks can be copied")
+
+
+def check_readable(path: str, where: str) -> None:
+    """Refuse now a host file the writer could not open later (after the disk was wiped)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        raise InputError(f"{where}: cannot read {path}: {e.strerror}", hint="check its permissions") from None
+    os.close(fd)

@@ -51,6 +51,10 @@ class OpenElecRelease:
             for name in OPENELEC_FILES + OPENELEC_OPTIONAL:
                 f = p / name
                 if f.is_file():
+                    try:
+                        os.close(os.open(f, os.O_RDONLY | os.O_CLOEXEC))
+                    except OSError as e:
+                        raise InputError(f"--openelec {path}: cannot read {name}: {e.strerror}", hint="check its permissions") from None
                     release.files[name] = ReleaseFile(HostFile(str(f)), f.stat().st_size)
         elif p.is_file():
             release = cls._from_tarball(path)

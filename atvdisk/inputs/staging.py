@@ -17,8 +17,45 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from atvdisk.errors import InputError
 from atvdisk.inputs.feed import copy_exact, feed
 from atvdisk.inputs.tree import FileTree, HostFile, NodeKind, Source
+
+
+NAME_MAX = 255  # bytes of one name on the staging filesystem (and on ext4)
+PATH_MAX = 4096  # bytes of a path the kernel takes, with its NUL
+SYMLINK_MAX = 4095  # bytes of a symlink's target
+# The staging directory's own path: $TMPDIR/atvdisk-work-XXXXXXXX/atvdisk-ext4-XXXXXXXX/atvdisk-staging-XXXXXXXX/
+_STAGING_SUFFIX = len("/atvdisk-work-XXXXXXXX/atvdisk-ext4-XXXXXXXX/atvdisk-staging-XXXXXXXX/")
+
+
+def staging_path_limit() -> int:
+    """The longest tree path :func:`materialise` can create below the build's work directory."""
+    return PATH_MAX - 1 - len(os.fsencode(os.path.realpath(tempfile.gettempdir()))) - _STAGING_SUFFIX
+
+
+def check_stageable(tree: FileTree, where: str) -> None:
+    """Refuse (InputError, before anything is written) what :func:`materialise` cannot create on
+    the host for a tool that reads a directory (mke2fs -d, mcopy): a name over NAME_MAX bytes, a
+    path longer than the staging directory leaves room for, a symlink target over 4095 bytes."""
+    limit = staging_path_limit()
+    for path, node in tree:
+        if not path:
+            continue
+        raw = path.encode("utf-8", "surrogateescape")
+        name = raw.rpartition(b"/")[2]
+        if len(name) > NAME_MAX:
+            raise InputError(f"{where}: /{path[:80]}...: a name of {len(name)} bytes (the most is {NAME_MAX}), from {node.origin}", hint="shorten the name")
+        if len(raw) > limit:
+            raise InputError(
+                f"{where}: /{path[:80]}...: a path of {len(raw)} bytes; atvdisk stages this filesystem's files under"
+                f" {tempfile.gettempdir()}, which leaves room for {limit} (from {node.origin})",
+                hint="shorten the path, or set TMPDIR to a shorter directory",
+            )
+        if node.kind is NodeKind.SYMLINK and node.target is not None and "\0" in node.target:
+            raise InputError(f"{where}: symlink /{path} has a NUL in its target, from {node.origin}", hint="fix the link")
+        if node.kind is NodeKind.SYMLINK and node.target is not None and len(node.target.encode("utf-8", "surrogateescape")) > SYMLINK_MAX:
+            raise InputError(f"{where}: symlink /{path} has a target of {len(node.target.encode('utf-8', 'surrogateescape'))} bytes (the most is {SYMLINK_MAX}), from {node.origin}", hint="shorten the link")
 
 
 def copy_into_fd(src: BinaryIO, dst: int, size: int, what: str) -> None:

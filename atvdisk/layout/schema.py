@@ -14,6 +14,7 @@ import dataclasses
 import re
 import string
 import tomllib
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -400,6 +401,11 @@ class _Parser:
         name = self.get(w, t, "name", str, required=True)
         if not name or len(name.encode("utf-16-le")) > 72:
             raise self.fail(f"{w}.name", f"GPT partition names are 1 to 36 UTF-16 units: {name!r}", name, hint="use a short name such as \"OSBoot\"")
+        controls = _controls(name)
+        if controls:
+            # The GPT stores the name NUL-terminated (a NUL would cut it, and libparted refuses it
+            # after the filesystems were written); other control characters cannot be typed or shown.
+            raise self.fail(f"{w}.name", f"a GPT partition name must not contain control characters ({controls}): {name!r}", name, hint="use letters, digits and punctuation")
         type_text = self.get(w, t, "type", str, required=True)
         if type_text in {r.value for r in Role if r is not Role.RAW}:
             role = Role(type_text)
@@ -484,6 +490,10 @@ class _Parser:
     def check_label(self, w: str, kind: FsKind, label: str) -> None:
         if kind is FsKind.NONE:
             return
+        controls = _controls(label)
+        if controls:
+            # Stored NUL-padded (a NUL would cut it; mke2fs/mkswap cannot even be given one).
+            raise self.fail(w, f"a filesystem label must not contain control characters ({controls})", label, hint="use letters, digits and punctuation")
         limit = LABEL_LIMITS[kind]
         if kind.is_hfs:
             from atvdisk.fs.hfsplus.unicode import hfs_name_units
@@ -530,6 +540,8 @@ class _Parser:
         target = self.get(w, t, "target", str)
         if target is not None and not target:
             raise self.fail(f"{w}.target", "a symlink target must not be empty", target, hint="give the path the link points to")
+        if target is not None and "\0" in target:
+            raise self.fail(f"{w}.target", "a symlink target must not contain NUL", target, hint="give the path the link points to")
         mode = None
         if "mode" in t:
             mode = self.mode(f"{w}.mode", t["mode"])
@@ -598,6 +610,12 @@ class _Parser:
                                     hint=f"give {p.name} a label (fs = {{ ..., label = \"{p.name}\" }}), or use name_by = \"device\" or \"uuid\"")
         fsck = self.get(w, t, "fsck", bool, True)
         return BootSpec(boot, storage, kernel, options, name_by, fsck)
+
+
+def _controls(text: str) -> str:
+    """The control characters (Unicode category Cc: C0, DEL, C1) in ``text``, for a message."""
+    found = sorted({c for c in text if unicodedata.category(c) == "Cc"})
+    return ", ".join(f"U+{ord(c):04X}" for c in found)
 
 
 def _type_names(types: type | tuple[type, ...]) -> str:
