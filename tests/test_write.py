@@ -428,3 +428,38 @@ def test_a_partition_is_refused_naming_its_disk(image, tmp_path):
     finally:
         subprocess.run(["partx", "-d", dev], capture_output=True)
         subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+NO_FAT_LAYOUT = """
+[[partition]]
+name = "BOOT"
+type = "atvrecv"
+start = "40s"
+size = "32MiB"
+fs = { kind = "hfsx", label = "BOOT" }
+contents = [ { kind = "text", path = "hello", text = "hi" } ]
+[[partition]]
+name = "STORAGE"
+type = "linux"
+size = "rest"
+fs = { kind = "ext4", label = "STORAGE" }
+[[partition]]
+name = "LINUX-SWAP"
+type = "swap"
+size = "16MiB"
+fs = { kind = "swap" }
+"""
+
+
+def test_compressed_image_with_its_manifest_on_ext4(tmp_path):
+    """OpenELEC 4.x's shape (no FAT: the manifest is on the ext4 rest partition): the first pass
+    of a compressed image must read that far, and the image still grows."""
+    layout = tmp_path / "noefi.toml"
+    layout.write_text(NO_FAT_LAYOUT)
+    img = tmp_path / "n.img"
+    atvdisk("build", img, "--layout", layout, "--size", "128M", "--seed", "n")
+    subprocess.run(["gzip", "-k", img], check=True)
+    r = atvdisk("write", tmp_path / "n.img.gz", tmp_path / "out.img", "--size", "256M", "--json")
+    summary = json.loads(r.stdout)
+    assert summary["mode"] == "manifest" and [p["action"] for p in summary["partitions"]] == ["copy", "grow", "remake"]
+    assert atvdisk("verify", tmp_path / "out.img").returncode == 0

@@ -243,6 +243,9 @@ def _first_pass(path: str, compression: str, sector_size: int) -> ImageInfo:
                             if probe(out, a, HEAD) in (FsKind.FAT32, FsKind.EXT4):
                                 pending.append((n, a, b))
                                 keep.append((a, b))
+                                lo, hi = max(a, pos), min(b, total)  # this chunk's part of it, too
+                                if lo < hi:
+                                    _write_nonzero(out, data[lo - pos : hi - pos], lo)
                     complete = [c for c in pending if total >= c[2]]
                     if complete:
                         pending = [c for c in pending if c not in complete]
