@@ -41,11 +41,12 @@ The phases, each a function named after its TN1150 section and testable alone, i
 8. :func:`allocate` -- every fork placed, in the order below ("Allocation File");
 9. :func:`volume_header` -- the volume header ("Volume Header").
 
-Defaults follow ``newfs_hfs`` (:mod:`atvdisk.fs.hfsplus.sizing`): 4 KiB blocks; catalog nodes of 8 KiB (4 KiB below 1 GiB or with
-blocks under 4 KiB); extents nodes 4 KiB; attributes nodes 8 KiB; B-tree files at least
-newfs_hfs's clump size (0.8 % of small volumes, a table above 1 GiB) so the catalog can grow;
-journal 8 MiB per 100 GiB (512 KiB below 128 MiB). When the tree does not fit with that
-headroom, the B-trees shrink to what they hold before the layout gives up.
+Defaults follow ``newfs_hfs`` (:mod:`atvdisk.fs.hfsplus.sizing`): 4 KiB blocks; catalog nodes of
+8 KiB (4 KiB below 1 GiB or with blocks under 4 KiB); extents nodes 4 KiB; attributes nodes 8
+KiB; B-tree files at least newfs_hfs's clump size (0.8 % of small volumes, a table above 1 GiB;
+at most a quarter of the volume, as fsck_hfs requires) so the catalog can grow; journal 8 MiB
+per 100 GiB (512 KiB below 128 MiB). When the tree does not fit with that headroom, the B-trees
+shrink to what they hold before the layout gives up.
 
 Determinism: the same tree and :class:`VolumeOptions` (with ``create_time`` and ``volume_id``
 set) give the same layout and, written, the same bytes. Left unset, ``create_time`` is the
