@@ -284,6 +284,9 @@ def test_catalog_journal_files() -> None:
     info_key = [k for k in records if encode_component(".journal_info_block") in k]
     info = HFSPlusCatalogFile.unpack(records[info_key[0]])
     assert info.fileID == ids.journal_info and info.dataFork.extents[0].startBlock == 39
+    # as newfs_hfs dates them: the info block at the volume's creation, the journal a second later
+    assert info.createDate == info.contentModDate == unix_to_hfs(T)
+    assert j.createDate == j.contentModDate == unix_to_hfs(T) + 1
     assert info.dataFork.logicalSize == opts.block_size and info.dataFork.totalBlocks == 1
 
 
@@ -425,6 +428,7 @@ def test_allocate_fragments_and_overflow_records() -> None:
     keys = [HFSPlusExtentKey.unpack(k) for k, _ in a.extents_records]
     # file 0: blocks 8-9 in one record; file 2: 8-15 and 16
     assert [(k.fileID, k.startBlock) for k in keys] == [(16, 8), (18, 8), (18, 16)]
+    assert all(k.forkType == 0 and k.pad == 0 for k in keys)  # the data fork (kHFSDataForkType)
     recs = [HFSPlusExtentRecord.unpack(r) for _, r in a.extents_records]
     assert recs[0].extents[0].startBlock == files[0].extents[8][0]
     assert sum(e.blockCount for e in recs[1].extents) == 8 and sum(e.blockCount for e in recs[2].extents) == 1
@@ -543,3 +547,24 @@ def test_default_data_clump_size_is_newfs_hfs(bs: int, clump: int) -> None:
     vh = volume_header(opts, geometry, ids, cat, a)
     assert vh.dataClumpSize == vh.rsrcClumpSize == clump
     assert vh.finderInfo == (0,) * 8  # volume id 0
+
+
+def test_encodings_bitmap_bits_follow_tn1150() -> None:
+    """TN1150 "Volume Header": the bit for an encoding is its value, except the two encodings
+    above 63, whose bits the document gives in parentheses (MacFarsi 140 (49), MacUkrainian
+    152 (48))."""
+    import re
+
+    from atvdisk.fs.hfsplus.layout import encoding_bit, text_encoding_hint
+
+    from .test_records import TN1150
+
+    text = " ".join(TN1150.read_text(encoding="utf-8", errors="replace").split())
+    special = {int(v): int(b) for v, b in re.findall(r"\b(\d{3}) \((\d{2})\)", text)}
+    assert special == {140: 49, 152: 48}
+    for value, bit in special.items():
+        assert encoding_bit(value) == bit
+    for value in (0, 1, 25, 35, 38, 47):
+        assert encoding_bit(value) == value
+    assert text_encoding_hint("plain") == text_encoding_hint("café") == 0  # MacRoman
+    assert text_encoding_hint("日本") == 0x7E  # MacUnicode, as newfs_hfs marks the root
