@@ -246,11 +246,10 @@ def _parallel(jobs: list[Callable[[], object]], cancel: threading.Event) -> None
 def _write_own(prepared: Prepared, access: DiskAccess, p: PlannedPartition, fd: int, progress: Progress, cancel: threading.Event, workdir: str) -> None:
     """One partition atvdisk writes itself (HFS+, swap) through ``fd``."""
     plan = prepared.plan
-    with progress.step(_describe(p, prepared)):
+    with progress.step(_describe(p, prepared), total=_data_bytes(prepared, p)):
         if p.fs.kind.is_hfs:
             tree = prepared.contents[p.number].tree
             hashes = prepared.hashes.setdefault(p.number, {})
-            progress.start_meter(tree.data_bytes)
             region = Region(fd, p.offset, p.size_bytes, known_zero=access.known_zero, name=f"{access.path} partition {p.number}", cancel=cancel)
             hfs_adapter.write(prepared.hfs[p.number], region, tree, progress, hashes, sync=access.is_block)
         else:
@@ -259,7 +258,7 @@ def _write_own(prepared: Prepared, access: DiskAccess, p: PlannedPartition, fd: 
 
 def _write_tool(prepared: Prepared, access: DiskAccess, p: PlannedPartition, progress: Progress, workdir: str) -> None:
     """One partition made by an external tool (mke2fs -d, mkfs.fat + mtools) on the target's path."""
-    with progress.step(_describe(p, prepared)):
+    with progress.step(_describe(p, prepared), total=_data_bytes(prepared, p)):
         tree = prepared.contents[p.number].tree
         hashes = prepared.hashes.setdefault(p.number, {})
         if p.fs.kind is FsKind.EXT4:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -41,6 +42,44 @@ PACKAGES = {
     "sfdisk": "fdisk",
     "sgdisk": "gdisk",
 }
+
+
+# What the tools print on every build that looks alarming but is expected. At -vv each such
+# line is shown with why it is expected (never raw), and it never becomes a warning.
+_SWAP_WHY = "expected: mkswap writes its page into a sparse scratch file, of which atvdisk copies only that page"
+EXPECTED_OUTPUT: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("mkswap", re.compile(r"contains holes or other unsupported extents|can be rejected by kernel|Use --verbose for more details"), _SWAP_WHY),
+    ("mkfs.fat", re.compile(r"block count mismatch"), "expected: mkfs.fat is given the partition's size inside the whole disk (--offset), not the disk's"),
+    ("mdir", re.compile(r'File "::/" not found|No files'), "expected: the FAT root holds no files yet"),
+)
+
+
+def explain(tool: str, line: str) -> str | None:
+    """Why ``line`` of ``tool``'s output is expected, if it is one of EXPECTED_OUTPUT."""
+    name = os.path.basename(tool)
+    for t, pattern, why in EXPECTED_OUTPUT:
+        if t == name and pattern.search(line):
+            return why
+    return None
+
+
+OUTPUT_LINES = 200  # of each stream of one command, at -vv
+
+
+def log_output(tool: str, stdout: str, stderr: str) -> None:
+    """A command's output, at DEBUG (-vv): each line under the tool's name (tools run in
+    parallel), the expected ones explained."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    name = os.path.basename(tool)
+    for text in (stdout, stderr):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        for line in lines[:OUTPUT_LINES]:
+            line = line.removeprefix(f"{name}: ")
+            why = explain(name, line)
+            log.debug("  %s: %s%s", name, line, f"  ({why})" if why else "")
+        if len(lines) > OUTPUT_LINES:
+            log.debug("  %s: ... %d more lines", name, len(lines) - OUTPUT_LINES)
 
 
 @dataclass(frozen=True)
@@ -90,11 +129,10 @@ def run(
     except OSError as e:
         raise ToolError(list(command), 127, f"cannot run {exe}: {e.strerror}", hint=hint) from None
     result = Result(tuple(command), proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+    log_output(command[0], result.stdout, result.stderr)
     if proc.returncode not in ok_codes:
-        log.debug("  exit %s\n%s", proc.returncode, result.stderr)
+        log.debug("  %s: exit code %s", os.path.basename(command[0]), proc.returncode)
         raise ToolError(list(command), proc.returncode, result.stderr or result.stdout, hint=hint)
-    if result.stderr.strip():
-        log.debug("  stderr: %s", result.stderr.strip())
     return result
 
 
@@ -125,6 +163,7 @@ def capture(command: list[str | os.PathLike[str]], *, limit: int, env: dict[str,
             return None
         stderr = proc.stderr.read(1 << 20).decode(errors="replace")
         code = proc.wait()
+    log_output(command[0], "", stderr)  # stdout is the file's data
     if code not in ok_codes:
         raise ToolError(list(command), code, stderr)
     return code, bytes(out), stderr

@@ -15,7 +15,9 @@ import click
 from atvdisk import manifest
 from atvdisk.build import BuildSettings, Prepared, apply, prepare
 from atvdisk.cli.common import Console, layout_option, parse_size_option, seed_option
+from atvdisk.cli.console import Writing
 from atvdisk.errors import (
+    AtvdiskError,
     BuildError,
     DiskTooSmall,
     TargetRefused,
@@ -24,6 +26,7 @@ from atvdisk.errors import (
 )
 from atvdisk.inputs.payload import Inputs, OpenElecRelease, check_input_file
 from atvdisk.inputs.sample import write_sample
+from atvdisk.layout.plan import Plan
 from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import Layout, NameBy, load_layout
 from atvdisk.layout.units import Quantity, format_iec, format_parted
@@ -66,11 +69,12 @@ class InputOptions:
     example: bool
 
 
-def _inputs(opts: InputOptions, layout: Layout, stack: ExitStack) -> Inputs:
+def _inputs(opts: InputOptions, layout: Layout, stack: ExitStack, progress: Progress | None = None) -> Inputs:
     openelec, restore, recovery = opts.openelec, opts.restore, opts.recovery
     if opts.example:
         sample_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="atvdisk-sample-"))
-        sample = write_sample(sample_dir)
+        with progress.step("write the sample payload (--example: a fake KERNEL, SYSTEM and tarballs)") if progress else ExitStack():
+            sample = write_sample(sample_dir)
         openelec = openelec or str(sample.openelec)
         restore = restore or str(sample.restore)
         recovery = recovery or str(sample.recovery)
@@ -121,7 +125,6 @@ def build_cmd(console: Console, target: str, layout_name: str, seed: str | None,
     layout = load_layout(layout_name)
     seed = seed or layout.disk.seed or BuildSettings.new_seed()
     settings_base = dict(layout=layout, epoch=_epoch(), seed=seed, name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
-    progress = Progress(quiet=console.verbosity < 0 or as_json)
     # The target's kind and size first (cheap, and refuses an existing image without --force),
     # then the inputs (md5 sums and every tarball member are read).
     final = target
@@ -136,10 +139,14 @@ def build_cmd(console: Console, target: str, layout_name: str, seed: str | None,
         target = os.path.join(directory, f".{name}.atvdisk-raw.img")
     kind, disk_bytes, sector = _target_geometry(target, size, loop, force)
     with ExitStack() as stack:
-        inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack)
+        progress = stack.enter_context(console.progress(show=not as_json))
+        passes = 0 if dry_run else 2 if not no_verify else 1  # the data: written, read back
+        _announce(progress, layout, disk_bytes, sector, example=example, steps=None if dry_run else dict(known_zero=kind is TargetKind.IMAGE and not loop, verify_after=not no_verify))
+        inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack, progress)
         settings = BuildSettings(inputs=inputs, **settings_base)
+        progress.expect(_input_bytes(inputs) * (1 + passes))
         if dry_run:
-            prepared = prepare(settings, disk_bytes, sector)
+            prepared = _prepare(progress, settings, disk_bytes, sector)
             _print_dry_run(console, prepared, target, kind, as_json)
             return
         if kind is TargetKind.BLOCK:
@@ -218,17 +225,63 @@ class BuildResult:
     prepare_seconds: float = 0.0  # checking every input and laying out the volumes, before any write
 
 
+def _input_bytes(inputs: Inputs) -> int:
+    """What checking the inputs reads (about: a tarball's members are counted as it is read)."""
+    paths = [p for p in (inputs.restore, inputs.recovery) if p]
+    total = 0
+    release = inputs.openelec
+    if release is not None:
+        if os.path.isfile(release.path):
+            paths.append(release.path)
+        else:
+            total += sum(f.size for f in release.files.values())
+    for path in paths:
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            pass  # prepare() says what is wrong with it
+    return total
+
+
+def _announce(progress: Progress, layout: Layout, disk_bytes: int, sector: int, *, example: bool, steps: dict | None) -> None:
+    """Tell the progress how many steps the job has: the sample (--example), the input check,
+    and what build.apply and the verification do (``steps``: _count_steps' options)."""
+    count = 1 + int(example)
+    if steps is not None:
+        try:
+            plan = resolve(layout, disk_bytes, sector)
+        except AtvdiskError:
+            pass  # prepare() will say what is wrong
+        else:
+            count += _count_steps(plan, **steps)
+    progress.expect(0, steps=count)
+
+
+def _prepare(progress: Progress, settings: BuildSettings, disk_bytes: int, sector: int, *, passes: int = 0, **kwargs: object) -> Prepared:
+    """build.prepare as the job's first step: every input is read and checked. ``passes``: how
+    often the partitions' data is handled afterwards (written: 1, and read back: 2)."""
+    nbytes = _input_bytes(settings.inputs)
+    with progress.step(f"check the inputs ({format_iec(nbytes)}) and lay out the filesystems", total=nbytes):
+        prepared = prepare(settings, disk_bytes, sector, **kwargs)  # type: ignore[arg-type]
+    # The real figures, now that they are known.
+    progress.expect(_data_bytes(prepared) * passes, replace=True)
+    return prepared
+
+
+def _data_bytes(prepared: Prepared) -> int:
+    return sum(pc.tree.data_bytes for pc in prepared.contents.values())
+
+
 def _build_image(console: Console, settings: BuildSettings, target: str, disk_bytes: int, *, loop: bool, force: bool, verify_after: bool, progress: Progress) -> BuildResult:
     # The temporary image is disposable until renamed: the md5 check runs alongside the writing
     # (not for --loop, which builds exactly as a disk is built).
     prepare_start = time.monotonic()
-    prepared = prepare(settings, disk_bytes, 512, defer_md5=not loop)
+    prepared = _prepare(progress, settings, disk_bytes, 512, passes=2 if verify_after else 1, defer_md5=not loop)
     prepare_seconds = time.monotonic() - prepare_start
     _show_warnings(console, prepared)
     start = time.monotonic()
-    steps = _count_steps(prepared, known_zero=not loop, verify_after=verify_after)
-    progress.total_steps = steps
     with tempfile.TemporaryDirectory(prefix="atvdisk-work-") as workdir:
+        console.writing = Writing(target, disk=False)
         with targets.ImageTarget(target, disk_bytes, overwrite=force) as image:
             for w in image.warnings:
                 console.warn(w)
@@ -240,6 +293,7 @@ def _build_image(console: Console, settings: BuildSettings, target: str, disk_by
                 apply(prepared, ImageAccess(image.path, known_zero=True), progress, workdir=workdir)
                 report = _verify_step(prepared, image.path, progress, workdir) if verify_after else None
             # Leaving the block without an exception renames the image into place.
+        console.writing = None
     return BuildResult(target, prepared, progress, report, time.monotonic() - start, prepare_seconds)
 
 
@@ -265,7 +319,7 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
         disk = targets.describe(target)
         report_disk = targets.TargetReport(disk.path, target, disk, warnings=tuple(f"--unmount: {r.message}; it will be unmounted after you confirm" for r in e.refusals))
     prepare_start = time.monotonic()
-    prepared = prepare(settings, disk_bytes, sector)
+    prepared = _prepare(progress, settings, disk_bytes, sector, passes=2 if verify_after else 1)
     prepare_seconds = time.monotonic() - prepare_start
     _show_warnings(console, prepared)
     targets.confirm_destruction(report_disk, yes=yes, console=console)
@@ -274,27 +328,29 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
         for action in report_disk.actions:
             console.info(f"done: {action}")
     start = time.monotonic()
-    progress.total_steps = _count_steps(prepared, known_zero=False, verify_after=verify_after)
     with tempfile.TemporaryDirectory(prefix="atvdisk-work-") as workdir, targets.BlockDeviceSession(target) as session:
+        console.writing = Writing(target, disk=True)  # from here on, an error leaves the disk incomplete
         try:
             apply(prepared, BlockAccess(session), progress, workdir=workdir)
         except UsageError as e:
             # An input that fails now (a tarball truncated or replaced since it was checked) is
-            # no longer "found before anything was written": the disk is half-built.
-            raise BuildError(f"{e} (found while writing {target}: the disk is incomplete)",
-                             hint=f"{e.hint + '; then ' if e.hint else ''}build {target} again: an input changed after atvdisk checked it") from e
+            # no longer "found before anything was written": the disk is half-built (the error
+            # report says so, and how to build it again).
+            raise BuildError(f"{e} (found while writing {target})", hint=f"{e.hint + '; ' if e.hint else ''}an input changed after atvdisk checked it") from e
+        console.writing = None
         report = _verify_step(prepared, target, progress, workdir) if verify_after else None
     return BuildResult(target, prepared, progress, report, time.monotonic() - start, prepare_seconds)
 
 
-def _count_steps(prepared: Prepared, *, known_zero: bool, verify_after: bool) -> int:
-    fs_steps = sum(1 for p in prepared.plan.partitions if p.fs.kind.value != "none")
-    manifest_step = 1 if manifest.holder(prepared.plan) is not None else 0
+def _count_steps(plan: Plan, *, known_zero: bool, verify_after: bool) -> int:
+    """The steps of build.apply (and the verification after)."""
+    fs_steps = sum(1 for p in plan.partitions if p.fs.kind.value != "none")
+    manifest_step = 1 if manifest.holder(plan) is not None else 0
     return fs_steps + manifest_step + 1 + (0 if known_zero else 1) + (1 if verify_after else 0)
 
 
 def _verify_step(prepared: Prepared, device: str, progress: Progress, workdir: str) -> VerifyReport:
-    with progress.step("verify: read everything back and compare with the plan and the sources"):
+    with progress.step("verify: read everything back and compare with the plan and the sources", total=_data_bytes(prepared)):
         report = verify(device, prepared.plan, prepared.contents, workdir=workdir, known_hashes=prepared.hashes)
     if report.mismatches:
         raise VerifyError(report.mismatches, hint="the target does not hold what was planned; see the list above")
@@ -347,7 +403,7 @@ def _print_result(console: Console, result: BuildResult, as_json: bool) -> None:
         return
     plan = result.prepared.plan
     verified = f", verified ({len(result.report.checked)} checks)" if result.report else ", not verified (--no-verify)"
-    console.info(f"Built {result.target}: {len(plan.partitions)} partitions on {format_parted(plan.disk_bytes)} in {result.seconds:.1f} s{verified}.")
+    console.result(f"Built {result.target}: {len(plan.partitions)} partitions on {format_parted(plan.disk_bytes)} in {result.prepare_seconds + result.seconds:.1f} s{verified}.")
 
 
 @click.command("verify")

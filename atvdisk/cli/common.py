@@ -6,34 +6,12 @@ module that registers them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import click
 
+from atvdisk.cli.console import Console
 from atvdisk.layout.units import Quantity, SizeSyntaxError, parse_quantity
 
-
-@dataclass
-class Console:
-    """What the user sees. ``verbosity``: -1 quiet, 0 normal, 1 verbose, 2 debug."""
-
-    verbosity: int = 0
-    debug: bool = False
-
-    def out(self, text: str = "") -> None:
-        """Results (tables, JSON): always printed, also with --quiet."""
-        click.echo(text)
-
-    def info(self, text: str) -> None:
-        if self.verbosity >= 0:
-            click.echo(text, err=True)
-
-    def detail(self, text: str) -> None:
-        if self.verbosity >= 1:
-            click.echo(text, err=True)
-
-    def warn(self, text: str) -> None:
-        click.echo(click.style("warning: ", fg="yellow", bold=True) + text, err=True)
+__all__ = ["Console", "layout_option", "parse_seed_option", "parse_size_option", "seed_option"]
 
 
 def parse_size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Quantity | None:

@@ -159,6 +159,7 @@ def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progre
     progress.advance(sum(n.size for _, n in tree.files() if isinstance(n.source, Inline)))
 
     def sink(paths, source, f, size) -> None:  # noqa: ANN001
+        f = progress.counting(f)  # within one large file too
         if len(paths) == 1:
             writer.write_external(paths[0], f)
         else:
@@ -168,7 +169,6 @@ def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progre
                 for path in paths:
                     spool.seek(0)
                     writer.write_external(path, spool)
-        progress.advance(size * len(paths))
 
     feed(tree, sink, streamed_only=True, hashes=hashes)
     region.start_writeback()
