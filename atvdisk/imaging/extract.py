@@ -228,7 +228,7 @@ def extract_volume(src: SourceDisk, part: HfsPartition, output: str | os.PathLik
 
 def _write_tar(vol: HfsVolume, raw, report: ExtractReport) -> None:  # noqa: ANN001 - a binary file
     found_patchstick = []
-    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             rows = sorted(_members(vol, report), key=lambda pair: tar_name(pair[0].path).split("/"))
             for e, data in rows:
@@ -285,18 +285,20 @@ class _Reader:
 
     def __init__(self, vol: HfsVolume, entry: HfsEntry) -> None:
         self._chunks = vol.read(entry)
-        self._buf = b""
+        self._buf = memoryview(b"")
 
     def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
+        if n < 0:
+            rest = bytes(self._buf) + b"".join(self._chunks)
+            self._buf = memoryview(b"")
+            return rest
+        while len(self._buf) < n:
             chunk = next(self._chunks, None)
             if chunk is None:
                 break
-            self._buf += chunk
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
+            self._buf = memoryview(bytes(self._buf) + chunk) if self._buf else memoryview(chunk)
+        out = bytes(self._buf[:n])
+        self._buf = self._buf[n:]
         return out
 
 
