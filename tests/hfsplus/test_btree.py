@@ -76,6 +76,19 @@ def _walk(nodes: dict[int, bytes], spec: BTreeSpec, plan) -> list[tuple[bytes, b
                     stack.append((child, height - 1))
             else:
                 assert node.descriptor.kind == kBTLeafNode
+    # every level is one chain (TN1150: fLink/bLink link the nodes of a level; 0 ends it)
+    by_height: dict[int, list[int]] = {}
+    for n, node in parsed.items():
+        d = node.descriptor
+        if d.kind in (kBTIndexNode, kBTLeafNode):
+            by_height.setdefault(d.height, []).append(n)
+            if d.fLink:
+                assert parsed[d.fLink].descriptor.height == d.height and parsed[d.fLink].descriptor.bLink == n
+            if d.bLink:
+                assert parsed[d.bLink].descriptor.height == d.height and parsed[d.bLink].descriptor.fLink == n
+    for level in by_height.values():
+        assert sum(parsed[n].descriptor.bLink == 0 for n in level) == 1
+        assert sum(parsed[n].descriptor.fLink == 0 for n in level) == 1
     # leaf chain gives back the records, in order
     out = []
     n, prev = plan.first_leaf, 0
@@ -329,3 +342,14 @@ def test_big_tree_grows_for_its_map_nodes() -> None:
     # asked for exactly the nodes in use plus some: the map nodes come out of the spare ones
     roomy = plan_btree(records, spec, min_total_nodes=plan.total_nodes + 7)
     assert roomy.total_nodes == plan.total_nodes + 7 and roomy.free_nodes == 7
+
+
+def test_build_refuses_records_that_do_not_pack_as_planned() -> None:
+    spec = BTreeSpec(512, 516, CAT, 0xCF)
+    records = _records([(3, 10)] * 30)
+    plan = plan_btree(records, spec)
+    bigger = [(k, d + bytes(200)) for k, d in records]  # same count, more leaves
+    with pytest.raises(ValueError, match="do not pack as planned"):
+        list(build_nodes(plan, bigger))
+    with pytest.raises(ValueError, match="do not match the plan"):
+        list(build_nodes(plan, records[:-1]))
