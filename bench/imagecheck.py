@@ -89,8 +89,14 @@ def fat_listing(image: Path, offset: int) -> list[str]:
     return sorted(line.strip() for line in out.splitlines() if line.strip())
 
 
-def describe(image: Path, scratch: Path) -> dict:
-    """Everything compared between the peers' images, partition by partition."""
+# atvdisk's own record of the build at the root of the first FAT32 (else ext4) partition: like
+# the GUIDs, something only atvdisk writes, not part of the contents the three tools are given.
+ATVDISK_MANIFEST = "atvdisk-manifest.json"
+
+
+def describe(image: Path, scratch: Path, *, without: tuple[str, ...] = ()) -> dict:
+    """Everything compared between the peers' images, partition by partition. ``without``:
+    root-level file names to leave out (atvdisk's manifest, for atvdisk's image)."""
     table = partition_table(image)
     parts = []
     for p in table["partitions"]:
@@ -99,8 +105,10 @@ def describe(image: Path, scratch: Path) -> dict:
         item = {"table": p, "blkid": sig}
         if sig.get("TYPE") == "ext4":
             item["files"], item["fsck"] = ext4_listing(image, offset, scratch)
+            for name in without:
+                item["files"].pop(name, None)
         elif sig.get("TYPE") == "vfat":
-            item["files"] = fat_listing(image, offset)
+            item["files"] = [line for line in fat_listing(image, offset) if line not in {f"::/{n}" for n in without}]
         parts.append(item)
     return {"table": table, "partitions": parts}
 
@@ -147,4 +155,4 @@ def file_count(d: dict) -> tuple[int, int]:
     return n, size
 
 
-__all__ = ["describe", "differences", "file_count", "partition_table", "remove"]
+__all__ = ["ATVDISK_MANIFEST", "describe", "differences", "file_count", "partition_table", "remove"]
