@@ -284,13 +284,19 @@ def _ext4_entries(device: str, f, p: PlannedPartition, report: VerifyReport, nam
         report.bad(f"{name}: ext4 journal {'present' if has_journal else 'absent'}, expected {'present' if p.fs.journal else 'absent'}")
     report.ok(f"{name}: ext4 superblock, {block_size}-byte blocks, label and UUID")
     spec = f"{device}?offset={p.offset}"
-    if shutil.which("e2fsck"):
-        result = run(["e2fsck", "-fn", spec], ok_codes=tuple(range(256)))
-        if result.returncode != 0:
-            report.bad(f"{name}: e2fsck -fn exit code {result.returncode}: {(result.stdout + result.stderr).strip()[-300:]}")
-        else:
-            report.ok(f"{name}: e2fsck -fn clean")
-    return ext4_walk(spec, Path(tmp) / f"ext4-{p.number}")
+    if not shutil.which("e2fsck"):
+        return ext4_walk(spec, Path(tmp) / f"ext4-{p.number}")
+    # e2fsck and the debugfs walk both read the filesystem, neither changes it: they run at once
+    # (on a 2 TiB disk each takes a few tenths of a second opening the group descriptors).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fsck = pool.submit(run, ["e2fsck", "-fn", spec], ok_codes=tuple(range(256)))
+        entries = ext4_walk(spec, Path(tmp) / f"ext4-{p.number}")
+        result = fsck.result()
+    if result.returncode != 0:
+        report.bad(f"{name}: e2fsck -fn exit code {result.returncode}: {(result.stdout + result.stderr).strip()[-300:]}")
+    else:
+        report.ok(f"{name}: e2fsck -fn clean")
+    return entries
 
 
 def ext4_walk(spec: str, scratch: Path) -> list[Entry]:
