@@ -254,3 +254,12 @@ def test_uni_str_unpack_limits() -> None:
         R.HFSUniStr255.unpack(struct.pack(">H", 256) + b"\x00a" * 256)
     with pytest.raises(HfsCorruptError):
         R.HFSUniStr255.unpack(struct.pack(">H", 3) + b"\x00a" * 2)  # shorter than it says
+
+
+def test_every_mask_is_its_bit() -> None:
+    """TN1150 numbers the attribute and flag bits; each ...Mask is 1 << its ...Bit."""
+    pairs = [(n, n[: -len("Bit")] + "Mask") for n in dir(R) if n.startswith("k") and n.endswith("Bit")]
+    pairs = [(b, m) for b, m in pairs if hasattr(R, m)]
+    assert len(pairs) >= 7
+    for bit, mask in pairs:
+        assert getattr(R, mask) == 1 << getattr(R, bit), (bit, mask)
