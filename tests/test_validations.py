@@ -91,7 +91,7 @@ def test_fat32_arithmetic_is_mkfs_fats(tmp_path, cluster):
     FAT32 minimum and at sizes of every kind (seeded, so a failure is reproducible)."""
     minimum = fat32_min_bytes(cluster) // 512
     rng = random.Random(cluster)
-    sizes = [minimum - 2, minimum, minimum + 2, 8192, 8194] + [rng.randrange(8200, 4 * minimum) // 2 * 2 for _ in range(8)]
+    sizes = [minimum - 2, minimum, minimum + 2, 8192, 8194, 66000, 73860] + [rng.randrange(8200, 4 * minimum) // 2 * 2 for _ in range(8)]
     for sectors in sizes:
         assert fat32_cluster_count(sectors * 512, cluster) == mkfs_fat_clusters(tmp_path / "fat.img", sectors, cluster), sectors
     assert mkfs_fat_clusters(tmp_path / "fat.img", minimum, cluster) >= 65525 > mkfs_fat_clusters(tmp_path / "fat.img", minimum - 2, cluster)
@@ -353,3 +353,44 @@ def test_automatic_fat_cluster_is_the_largest_that_keeps_fat32(cluster):
     if cluster > 512:
         assert resolve(parse_layout(fat(least - 2)), 2**32, 512).partitions[0].fs.cluster_size == cluster // 2
     assert resolve(parse_layout(fat(2 * fat32_min_bytes(4096) // 512)), 2**32, 512).partitions[0].fs.cluster_size == 4096  # never more
+
+
+def test_fat32_cluster_count_limit():
+    """FAT32 numbers clusters in 28 bits, 0x0FFFFFF5 at most (Microsoft's FAT specification):
+    a partition with that many clusters is planned, one with one more is refused (plans are pure:
+    a 130 GiB FAT32 partition costs nothing here)."""
+    limit = 0x0FFFFFF5
+    size = (limit + 32) * 512 + 2 * (limit + 2) * 4  # about right; then walk to the exact sizes
+    size -= size % 1024
+    while fat32_cluster_count(size, 512) > limit:
+        size -= 1024
+    while fat32_cluster_count(size + 1024, 512) <= limit:
+        size += 1024
+
+    def fat(nbytes: int) -> str:
+        return f'[[partition]]\nname = "E"\ntype = "efi"\nstart = "1MiB"\nsize = "{nbytes // 512}s"\nfs = {{ kind = "fat32", cluster_size = 512 }}\n'
+
+    assert fat32_cluster_count(size, 512) <= limit < fat32_cluster_count(size + 1024, 512)
+    resolve(parse_layout(fat(size)), 2**40, 512)
+    error = refused_at(fat(size + 1024), 2**40)
+    assert f"{fat32_cluster_count(size + 1024, 512)} clusters is more than FAT32 allows" in str(error)
+    assert error.where == "partition[1].fs.cluster_size" and error.hint == "use a larger cluster_size"
+
+
+def test_misaligned_sizes_say_what_would_be_aligned():
+    def one(size: str, layout_sector: int = 512) -> str:
+        return f'[disk]\nsector_size = {layout_sector}\n[[partition]]\nname = "A"\ntype = "linux"\nstart = "1MiB"\nsize = "{size}"\n'
+
+    error = refused_at(one("1000"), 2**30, 512)
+    assert "size 1000B is byte 1000, not a multiple of this disk's 512-byte sectors (misaligned)" in str(error)
+    assert error.hint == "use a multiple of 1s or of 512 bytes"
+    assert refused_at(one("1000", 4096), 2**30, 512).hint == "use a multiple of 1s or of 512 bytes"
+    assert refused_at(one("12s"), 2**30, 4096).hint == "use a multiple of 8s or of 4096 bytes"
+
+
+@pytest.mark.parametrize("overlap", [1, 2])
+def test_overlaps_are_counted_in_sectors(overlap):
+    text = ('[[partition]]\nname = "A"\ntype = "linux"\nstart = "2048s"\nsize = "2048s"\n'
+            f'[[partition]]\nname = "B"\ntype = "linux"\nstart = "{4096 - overlap}s"\nsize = "2048s"\n')
+    message = str(refused_at(text, 2**30))
+    assert message.endswith(f"overlaps partition 2 (B) (sectors {4096 - overlap}-{6143 - overlap}) by {overlap} sector{'s' if overlap > 1 else ''}")

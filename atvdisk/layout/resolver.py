@@ -112,11 +112,12 @@ class _Resolver:
         """Whether a disk of ``disk_bytes`` is large enough (any other problem is not about size)."""
         try:
             _Resolver(self.layout, disk_bytes, self.S, self.seed)._plan()
+            fits = True
         except _TooSmall:
-            return False
+            fits = False
         except PlanError:
-            return True
-        return True
+            fits = True
+        return fits
 
     def minimum_disk_bytes(self) -> int:
         """The smallest disk size, in whole sectors, this layout resolves on."""
@@ -153,8 +154,6 @@ class _Resolver:
                 raise _TooSmall("disk.min_size")
 
         align = self.to_sectors(disk.align, "disk.align", "alignment") if disk.align else 1
-        if align == 0:
-            raise self.fail("disk.align", "alignment is smaller than one sector", str(disk.align), hint=f"align to a multiple of {self.S} bytes")
         placed = self.place(first_usable, last_usable, total, es, align)
 
         partitions = tuple(
@@ -441,7 +440,7 @@ def fat32_cluster_count(size_bytes: int, cluster_size: int, sector_size: int = 5
     cluster (it aligns the data area to clusters, except on filesystems of 8192 sectors or less).
     """
     total = size_bytes // sector_size
-    spc = max(1, cluster_size // sector_size)
+    spc = cluster_size // sector_size  # cluster sizes start at 512 bytes
 
     def align(sectors: int) -> int:
         return ceil_div(sectors, spc) * spc if total > 8192 else sectors
@@ -456,7 +455,7 @@ def fat32_min_bytes(cluster_size: int, sector_size: int = 512) -> int:
     """The smallest FAT32 partition (a whole number of KiB, as mkfs.fat counts) with at least
     65525 clusters of ``cluster_size``, from which every larger size has them too."""
     step = max(1024, sector_size)
-    spc = max(1, cluster_size // sector_size)
+    spc = cluster_size // sector_size  # cluster sizes start at 512 bytes
     # Each cluster costs its sectors plus 4 bytes in each of the two FATs: a lower bound to start.
     size = (FAT32_RESERVED_SECTORS + FAT32_MIN_CLUSTERS * spc) * sector_size + 2 * FAT32_MIN_CLUSTERS * 4
     size = ceil_div(size, step) * step
