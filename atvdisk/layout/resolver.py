@@ -39,6 +39,7 @@ GPT_ENTRY_SIZE = 128
 FAT32_MIN_CLUSTERS = 65525  # fewer clusters than this is FAT16 by definition
 FAT32_MAX_CLUSTERS = 0x0FFFFFF5
 FAT32_RESERVED_SECTORS = 32  # mkfs.fat's default for FAT32
+FAT_COPIES = 2  # mkfs.fat's default number of FATs
 DEFAULT_REST_MIN = MIB
 HFS_MIN_BYTES = 512 * 1024  # Apple's newfs_hfs refuses smaller HFS+ volumes
 HFS_MAX_BLOCKS = 2**32 - 1
@@ -446,28 +447,23 @@ def fat32_cluster_count(size_bytes: int, cluster_size: int, sector_size: int = 5
         return ceil_div(sectors, spc) * spc if total > 8192 else sectors
 
     data = total - align(FAT32_RESERVED_SECTORS)
-    clusters = (data * sector_size + 2 * 8) // (spc * sector_size + 2 * 4)  # first guess, 2 FATs
+    # mkfs.fat's first guess (each cluster costs its sectors and 4 bytes in every FAT), then the
+    # FAT length for it (2 reserved entries), then what is left for clusters.
+    clusters = (data * sector_size + FAT_COPIES * 8) // (spc * sector_size + FAT_COPIES * 4)
     fat_sectors = align(ceil_div((clusters + 2) * 4, sector_size))
-    return max(0, (data - 2 * fat_sectors) // spc)
+    return max(0, (data - FAT_COPIES * fat_sectors) // spc)
 
 
 def fat32_min_bytes(cluster_size: int, sector_size: int = 512) -> int:
     """The smallest FAT32 partition (a whole number of KiB, as mkfs.fat counts) with at least
-    65525 clusters of ``cluster_size``, from which every larger size has them too."""
+    65525 clusters of ``cluster_size``. Every larger size has them too (the FATs never grow by
+    more than the data area: tests/test_validations.py checks it above each minimum)."""
     step = max(1024, sector_size)
-    spc = cluster_size // sector_size  # cluster sizes start at 512 bytes
-    # Each cluster costs its sectors plus 4 bytes in each of the two FATs: a lower bound to start.
-    size = (FAT32_RESERVED_SECTORS + FAT32_MIN_CLUSTERS * spc) * sector_size + 2 * FAT32_MIN_CLUSTERS * 4
-    size = ceil_div(size, step) * step
-    while True:
-        while fat32_cluster_count(size, cluster_size, sector_size) < FAT32_MIN_CLUSTERS:
-            size += step
-        # Growing the FATs by a cluster can cost a cluster or two just past the threshold.
-        dip = next((s for s in range(size, size + 4 * cluster_size + 2 * step, step)
-                    if fat32_cluster_count(s, cluster_size, sector_size) < FAT32_MIN_CLUSTERS), None)
-        if dip is None:
-            return size
-        size = dip + step
+    spc = cluster_size // sector_size
+    size = ceil_div((FAT32_RESERVED_SECTORS + FAT32_MIN_CLUSTERS * spc) * sector_size, step) * step  # no room for the FATs yet
+    while fat32_cluster_count(size, cluster_size, sector_size) < FAT32_MIN_CLUSTERS:
+        size += step
+    return size
 
 
 def hfs_default_journal_size(volume_bytes: int, block_size: int) -> int:
