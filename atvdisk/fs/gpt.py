@@ -134,7 +134,7 @@ class GptEntry:
             self.first_lba,
             self.last_lba,
             self.attributes,
-            name.ljust(72, b"\0"),
+            name,  # struct pads "72s" with NULs
         )
 
     @classmethod
