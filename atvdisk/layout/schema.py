@@ -491,7 +491,7 @@ class _Parser:
         if kind is FsKind.NONE:
             return
         controls = _controls(label)
-        if controls:
+        if controls and not (kind.is_hfs and "\0" in label):  # HFS+ says NUL its own way, below
             # Stored NUL-padded (a NUL would cut it; mke2fs/mkswap cannot even be given one).
             raise self.fail(w, f"a filesystem label must not contain control characters ({controls})", label, hint="use letters, digits and punctuation")
         limit = LABEL_LIMITS[kind]
