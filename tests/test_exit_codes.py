@@ -57,3 +57,40 @@ def test_verify_unprivileged_is_a_refused_target(request, kind):
     no_internal_error(r)
     assert r.returncode == 3, r.stderr
     assert f"{target}: permission denied" in r.stderr and "run as root" in r.stderr
+
+
+def _public_dir(request) -> Path:  # noqa: ANN001
+    d = Path(tempfile.mkdtemp(prefix="atvdisk-test-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    d.chmod(0o755)
+    return d
+
+
+@pytest.mark.root
+@needs_root
+@pytest.mark.parametrize("what", ["openelec-kernel", "layout-file", "layout-directory"])
+def test_unreadable_host_inputs_are_refused_before_writing(request, what):
+    # Only the writer opened these files: a dry run passed, a real build failed after the wipe.
+    d = _public_dir(request)
+    if what == "openelec-kernel":
+        rel = d / "release"
+        rel.mkdir(mode=0o755)
+        (rel / "KERNEL").write_bytes(b"k")
+        (rel / "SYSTEM").write_bytes(b"s")
+        (rel / "KERNEL").chmod(0o600)
+        args, message = ["--example", "--openelec", rel], "cannot read KERNEL: Permission denied"
+    else:
+        src = d / "tree"
+        (src / "private").mkdir(parents=True)
+        (src / "secret").write_text("x")
+        (src / "secret").chmod(0o600 if what == "layout-file" else 0o644)
+        (src / "private").chmod(0o700 if what == "layout-directory" else 0o755)
+        src.chmod(0o755)
+        kind = '{ kind = "file", source = "{layout_dir}/tree/secret", path = "s" }' if what == "layout-file" else '{ kind = "directory", source = "{layout_dir}/tree" }'
+        (d / "layout.toml").write_text(f'[[partition]]\nname = "P"\ntype = "linux"\nstart = "1MiB"\nsize = "20MiB"\nfs = {{ kind = "ext4" }}\ncontents = [ {kind} ]\n')
+        args = ["--layout", d / "layout.toml"]
+        message = "cannot read " + str(src / "secret") if what == "layout-file" else "cannot read the directory " + str(src / "private")
+    r = atvdisk("build", d / "out.img", "--size", "4G", "--dry-run", *args, user="nobody")
+    no_internal_error(r)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
