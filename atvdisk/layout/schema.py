@@ -491,7 +491,7 @@ class _Parser:
         if kind is FsKind.NONE:
             return
         controls = _controls(label)
-        if controls and not (kind.is_hfs and "\0" in label):  # HFS+ says NUL its own way, below
+        if controls:
             # Stored NUL-padded (a NUL would cut it; mke2fs/mkswap cannot even be given one).
             raise self.fail(w, f"a filesystem label must not contain control characters ({controls})", label, hint="use letters, digits and punctuation")
         limit = LABEL_LIMITS[kind]
@@ -503,8 +503,6 @@ class _Parser:
             units = hfs_name_units(label)
             if units > limit:
                 raise self.fail(w, f"HFS+ volume name is {units} UTF-16 units once decomposed; the limit is {limit}", label, hint="shorten the volume name")
-            if "\0" in label:
-                raise self.fail(w, "a volume name must not contain NUL", label, hint="remove the NUL character")
             return
         if kind is FsKind.FAT32:
             if len(label) > limit or not set(label) <= FAT_LABEL_CHARS:
