@@ -122,3 +122,32 @@ def test_finding_layouts(tmp_path, monkeypatch):
 )
 def test_labels_at_their_limit_are_accepted(fs, type_):
     assert one(fs, type_=type_).fs.label
+
+
+def test_a_tarball_or_directory_goes_to_the_root_by_default():
+    c = one('{ kind = "ext4" }', contents='{ kind = "tarball", source = "{restore}" }, { kind = "directory", source = "{layout_dir}/x", path = "/" }').contents
+    assert [(x.kind, x.path) for x in c] == [("tarball", ""), ("directory", "")]
+
+
+def test_a_gpt_holds_128_partitions():
+    text = "".join(f'[[partition]]\nname = "P{i}"\ntype = "linux"\nsize = "1MiB"\n' for i in range(128))
+    assert len(parse_layout(text).partitions) == 128  # (129: tests/layouts-fail/too-many-partitions.toml)
+
+
+def test_layout_file_size_limit_and_encoding(tmp_path):
+    from atvdisk.layout.schema import LAYOUT_FILE_LIMIT
+
+    body = '[[partition]]\nname = "A"\ntype = "linux"\nsize = "rest"\n'
+    exact = tmp_path / "exact.toml"
+    exact.write_text(body + "#" * (LAYOUT_FILE_LIMIT - len(body) - 1) + "\n")
+    assert exact.stat().st_size == LAYOUT_FILE_LIMIT
+    assert load_layout(str(exact)).partitions[0].name == "A"
+    over = tmp_path / "over.toml"
+    over.write_text(body + "#" * (LAYOUT_FILE_LIMIT - len(body)) + "\n")
+    with pytest.raises(LayoutError, match=f"larger than {LAYOUT_FILE_LIMIT} bytes"):
+        load_layout(str(over))
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('description = "caf\xe9"\n'.encode("latin-1") + body.encode())
+    with pytest.raises(LayoutError, match="cannot read layout: 'utf-8' codec can't decode") as info:
+        load_layout(str(latin1))
+    assert info.value.hint == "give a readable UTF-8 .toml file"

@@ -394,3 +394,30 @@ def test_overlaps_are_counted_in_sectors(overlap):
             f'[[partition]]\nname = "B"\ntype = "linux"\nstart = "{4096 - overlap}s"\nsize = "2048s"\n')
     message = str(refused_at(text, 2**30))
     assert message.endswith(f"overlaps partition 2 (B) (sectors {4096 - overlap}-{6143 - overlap}) by {overlap} sector{'s' if overlap > 1 else ''}")
+
+
+def test_where_a_size_problem_is_in_the_layout():
+    misaligned = '[[partition]]\nname = "A"\ntype = "linux"\nstart = "1MiB"\nsize = "1MiB"\n[[partition]]\nname = "B"\ntype = "linux"\nsize = "1000"\n'
+    assert refused_at(misaligned, 2**30).where == "partition[2].size"
+    rest = '[[partition]]\nname = "A"\ntype = "linux"\nstart = "1MiB"\nsize = "1MiB"\n[[partition]]\nname = "B"\ntype = "linux"\nsize = "rest"\nmin_size = "100MiB"\n'
+    with pytest.raises(DiskTooSmall) as info:
+        resolve(parse_layout(rest), 64 * MIB, 512)
+    assert info.value.where == "partition[2].size"
+
+
+def test_a_fat32_rest_partition_ends_on_a_whole_kib():
+    text = '[[partition]]\nname = "EFI"\ntype = "efi"\nstart = "2048s"\nsize = "rest"\nfs = { kind = "fat32" }\n'
+    for sectors in (200_001, 200_002):  # the rest would be an odd number of sectors on one of them
+        plan = resolve(parse_layout(text), sectors * 512, 512)
+        efi = plan.partitions[0]
+        assert efi.size_bytes % 1024 == 0 and plan.last_usable - efi.end in (0, 1)
+
+
+def test_a_fat32_partition_with_no_room_for_clusters():
+    text = '[[partition]]\nname = "EFI"\ntype = "efi"\nstart = "1MiB"\nsize = "16KiB"\nfs = { kind = "fat32" }\n'
+    assert "even 512-byte clusters give 0 clusters" in str(refused_at(text, 2**30))
+    assert fat32_cluster_count(16 * 1024, 512) == 0
+
+
+def test_fat32_minimums_are_whole_kib():
+    assert all(fat32_min_bytes(c) % 1024 == 0 for c in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536))
