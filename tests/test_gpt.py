@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import zlib
@@ -20,9 +21,11 @@ from atvdisk.fs.gpt import (
     Mbr,
     MbrEntry,
     hybrid_mbr,
+    protective_mbr,
     read_primary,
     read_table,
     rewrite_table,
+    write_relocated,
 )
 from atvdisk.fs.partition import write_partition_table
 from atvdisk.layout.resolver import resolve
@@ -450,3 +453,49 @@ def test_rewriting_the_table_keeps_the_boot_code(tmp_path, table_bytes):
         again = read_table(f, 512, DAMAGE_SECTORS)
     assert again.primary.disk_guid == again.backup.disk_guid == "01234567-89AB-CDEF-0123-456789ABCDEF"
     assert again.mbr.entries == mbr.entries and not sgdisk_objects(img)
+
+
+# -- a table moved to a larger disk (what `atvdisk write` does, like sgdisk -e) -----------------
+
+
+@pytest.mark.parametrize("grow", [0, 1, 2048, 3 * DAMAGE_SECTORS])
+def test_a_relocated_table_is_complete_on_the_larger_disk(tmp_path, table_bytes, grow):
+    img = damaged_image(tmp_path, table_bytes, lambda f: None)
+    total = DAMAGE_SECTORS + grow
+    with open(img, "r+b") as f:
+        f.truncate(total * 512)
+        primary = read_primary(f, 512)
+    fd = os.open(img, os.O_RDWR)
+    try:
+        write_relocated(fd, primary, 512, total)
+    finally:
+        os.close(fd)
+    assert not sgdisk_objects(img)
+    sf = json.loads(subprocess.run(["sfdisk", "--json", str(img)], check=True, capture_output=True, text=True).stdout)["partitiontable"]
+    assert (sf["firstlba"], sf["lastlba"]) == (34, total - 34)
+    with open(img, "rb") as f:
+        table = read_table(f, 512, total)
+    assert table.entries == primary.entries and table.primary.disk_guid == primary.header.disk_guid
+    assert table.backup.my_lba == total - 1 and table.backup.entries_lba == total - 33
+    assert table.mbr.entries == protective_mbr(total).entries
+    assert [(p["start"], p["size"]) for p in sf["partitions"]] == [(e.first_lba, e.last_lba - e.first_lba + 1) for _, e in primary.partitions]
+
+
+def test_a_relocated_table_keeps_a_given_mbr_and_refuses_a_smaller_disk(tmp_path, table_bytes):
+    img = damaged_image(tmp_path, table_bytes, lambda f: None)
+    with open(img, "rb") as f:
+        primary = read_primary(f, 512)
+        table = read_table(f, 512, DAMAGE_SECTORS)
+    hybrid = hybrid_mbr(table.partitions, DAMAGE_SECTORS + 4096, {e.type_guid: 0x83 for _, e in table.partitions}).pack(b"\xeb" * 440)
+    fd = os.open(img, os.O_RDWR)
+    try:
+        os.ftruncate(fd, (DAMAGE_SECTORS + 4096) * 512)
+        write_relocated(fd, primary, 512, DAMAGE_SECTORS + 4096, mbr_sector=hybrid + b"ignored beyond 512 bytes")
+        os.ftruncate(fd, (DAMAGE_SECTORS - 40) * 512)
+        last = max(e.last_lba for _, e in primary.partitions)
+        with pytest.raises(GptError, match=f"partitions end at sector {last}, beyond the disk's last usable sector {DAMAGE_SECTORS - 40 - 34}"):
+            write_relocated(fd, primary, 512, DAMAGE_SECTORS - 40)
+    finally:
+        os.close(fd)
+    with open(img, "rb") as f:
+        assert f.read(512) == hybrid
