@@ -15,7 +15,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from atvdisk import manifest
@@ -234,9 +234,14 @@ def _parallel(jobs: list[Callable[[], object]], cancel: threading.Event) -> None
     pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="atvdisk-write")
     futures = [pool.submit(job) for job in jobs]
     try:
-        for f in futures:
-            f.result()
-    except BaseException:
+        wait(futures, return_when=FIRST_EXCEPTION)
+        # The first failure is the cause; the others then stop with "writing stopped".
+        failed = [f for f in futures if f.done() and f.exception() is not None]
+        if failed:
+            cancel.set()
+            wait(futures)
+            raise failed[0].exception()  # type: ignore[misc]
+    except BaseException:  # Ctrl-C while waiting, or the failure above
         cancel.set()
         raise
     finally:
