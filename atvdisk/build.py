@@ -35,6 +35,7 @@ from atvdisk.inputs.tree import FileTree, Inline, Node
 from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import FsKind, Layout, NameBy
+from atvdisk.layout.units import format_iec
 from atvdisk.manifest import Manifest
 from atvdisk.progress import Progress
 from atvdisk.target.access import DiskAccess
@@ -318,7 +319,7 @@ def _describe(p: PlannedPartition, prepared: Prepared) -> str:
         tree = prepared.contents[p.number].tree
         files = sum(1 for _ in tree.files())
         if files:
-            extra = f", {files} files, {tree.data_bytes} bytes"
+            extra = f", {files} file{'s' if files != 1 else ''}, {format_iec(tree.data_bytes)}"
     return f"partition {p.number} {p.name}: {what}{extra}"
 
 

@@ -251,7 +251,7 @@ def test_missing_input_is_named_before_anything_is_written(tmp_path, sample):
     img = tmp_path / "x.img"
     r = atvdisk("build", img, "--size", "4G", "--openelec", sample.openelec, "--restore", sample.restore, check=False)
     assert r.returncode == 2
-    assert "needs --recovery" in r.stderr
+    assert "missing input for layout atv1-openelec: --recovery" in r.stderr
     assert not img.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -60,7 +60,7 @@ def in_terminal(*args: str, env: dict[str, str] | None = None, cwd: Path | None 
         (["build"], "Missing argument 'TARGET'"),  # click's own usage error
         (["--bogus"], "No such option '--bogus'"),  # the group's options
         (["nosuch"], "No such command 'nosuch'"),
-        (["plan", "--size", "1M"], "disk too small"),  # atvdisk's LayoutError
+        (["plan", "--size", "1M"], "is too small for layout"),  # atvdisk's LayoutError
         (["plan", "--size", "4X"], "Invalid value for '--size'"),
     ],
 )
@@ -108,7 +108,8 @@ def test_an_internal_error_says_so_and_hides_the_traceback(monkeypatch: pytest.M
         (["plan", "--size", "1M", "--json"], 2, "layout"),
         (["plan", "--json", "--size", "1M", "--layout", "nosuch"], 2, "layout"),
         (["verify", "nonexistent.img", "--json"], 2, "usage"),
-        (["build", "x.img", "--size", "4G", "--openelec", "nonexistent", "--json"], 2, "input"),
+        (["build", "x.img", "--size", "4G", "--openelec", "nonexistent", "--example", "--json"], 2, "input"),
+        (["build", "x.img", "--size", "4G", "--json"], 2, "usage"),  # inputs missing
     ],
 )
 def test_json_errors_are_json_on_stdout(tmp_path: Path, args: list[str], code: int, kind: str) -> None:
@@ -211,3 +212,29 @@ def test_no_color_build_in_a_terminal_has_no_escape_codes(tmp_path: Path) -> Non
     assert "Built demo.img" in screen
     # the status line is rewritten with carriage returns, and shows the job's percentage
     assert "\r" in screen and re.search(r"\d+%", screen)
+
+
+# -- messages that say what to do -------------------------------------------------------------
+
+
+def test_missing_inputs_are_reported_together_by_their_options(tmp_path: Path) -> None:
+    r = atvdisk("build", "x.img", "--size", "4G", cwd=tmp_path)
+    assert r.returncode == 2
+    first = r.stderr.splitlines()[0]
+    assert first == "atvdisk: error: missing inputs for layout atv1-openelec: --openelec, --restore and --recovery"
+    for option in ("--openelec: ", "--restore: atv_restore.tar.gz", "--recovery: atv_recovery.tar.gz"):
+        assert f"\n  {option}" in r.stderr
+    assert "--example" in r.stderr.splitlines()[-1] and "contents[" not in r.stderr
+    restore = tmp_path / "r.tar.gz"
+    restore.write_bytes(b"")
+    r = atvdisk("build", "x.img", "--size", "4G", "--restore", str(restore), cwd=tmp_path)
+    assert "missing inputs for layout atv1-openelec: --openelec and --recovery" in r.stderr
+    assert not (tmp_path / "x.img").exists()
+
+
+def test_a_4096_byte_sector_disk_with_a_512_byte_layout() -> None:
+    r = atvdisk("plan", "--size", "4G", "--sector-size", "4096")
+    assert r.returncode == 2
+    assert r.stderr.startswith("atvdisk: error: layout atv1-openelec is laid out in 512-byte sectors and does not fit a disk of 4295MB, which has 4096-byte sectors")
+    assert "--sector-size 512" in r.stderr.splitlines()[-1]
+    assert atvdisk("plan", "--size", "4G", "--sector-size", "512").returncode == 0  # which works

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -49,31 +50,48 @@ size = "1MiB"
 RENDERED = """\
 Layout:  gaps (<string>)
 Disk:    2097152s x 512 B = 1073741824 B (1074MB, 1.0 GiB)
-GPT:     usable sectors 34-2097118; backup GPT from 2097119s; disk GUID 79B1ADCC-D1B0-5B4B-9217-E5482B87B4F5
-On the ATV this disk is /dev/sda
+GPT:     usable sectors 34-2097118; backup GPT from 2097119s
+         disk GUID 79B1ADCC-D1B0-5B4B-9217-E5482B87B4F5
+On the ATV this disk is /dev/sda (partition N is /dev/sdaN)
 
-#  Name  Start    End      Size            Type                                          FS                                 Label  ATV device
-1  EFI   40s      69671s   69632s 35.7MB   efi C12A7328-F81F-11D2-BA4B-00A0C93EC93B      fat32 (512 B clusters)             EFI    /dev/sda1
-2  Boot  71680s   202751s  131072s 67.1MB  hfsplus 48465300-0000-11AA-AA11-00306543ECAC  hfsplus journaled (4096 B blocks)  Boot   /dev/sda2
-3  Data  300000s  504799s  204800s 105MB   linux 0FC63DAF-8483-4772-8E79-3D69D8477DE4    ext4 no journal (4096 B blocks)    -      /dev/sda3
-4  Swap  504800s  525279s  20480s 10.5MB   swap 0657FD6D-A4AB-43C4-84E5-0933C84B4F4F     swap                               -      /dev/sda4
-5  Raw   525280s  527327s  2048s 1049kB    linux 0FC63DAF-8483-4772-8E79-3D69D8477DE4    none                               -      /dev/sda5
+#  Name  Start    End      Size    Type     Filesystem          Label
+1  EFI   40s      69671s   35.7MB  efi      FAT32 512B          EFI
+2  Boot  71680s   202751s  67.1MB  hfsplus  HFS+ 4K journal     Boot
+3  Data  300000s  504799s  105MB   linux    ext4 4K no journal  -
+4  Swap  504800s  525279s  10.5MB  swap     swap                -
+5  Raw   525280s  527327s  1049kB  linux    none                -
+Types:   efi      C12A7328-F81F-11D2-BA4B-00A0C93EC93B
+         hfsplus  48465300-0000-11AA-AA11-00306543ECAC
+         linux    0FC63DAF-8483-4772-8E79-3D69D8477DE4
+         swap     0657FD6D-A4AB-43C4-84E5-0933C84B4F4F
 (sectors 34-39 are usable but left unpartitioned: 6 sectors)
 (sectors 69672-71679 are usable but left unpartitioned: 2008 sectors)
 (sectors 202752-299999 are usable but left unpartitioned: 97248 sectors)
 (sectors 527328-2097118 are usable but left unpartitioned: 1569791 sectors)
 
-Boot:    boot=Boot storage=Data kernel=KERNEL options='quiet nosplash' names by device
+Boot:    boot=Boot storage=Data kernel=KERNEL options='quiet nosplash' names by
+         device
 
 Steps a build takes:
-   1. check the target: a whole disk or image of 1073741824 bytes, not the system disk, nothing mounted; confirm
-   2. wipe the protective MBR and primary GPT (sectors 0-33) and the backup GPT (sectors 2097119-2097151), and old signatures at the start and end of every partition (on a disk; a new image file starts out empty)
-   3. partition 1 EFI: FAT32 labelled 'EFI', 512-byte clusters, with mkfs.fat at byte 20480 (69632 sectors)
-   4. partition 2 Boot: hfsplus volume labelled 'Boot', journaled, 4096-byte blocks, written by atvdisk at byte 36700160 (131072 sectors), holding the boot script /boot.sh, tarball {restore} at /r, {openelec}/KERNEL as /KERNEL, minus /r/x, text /t
-   5. partition 3 Data: ext4, 4096-byte blocks, no journal, with mke2fs at byte 153600000 (204800 sectors)
-   6. partition 4 Swap: swap signature with mkswap at byte 258457600 (20480 sectors)
-   7. write the GPT with libparted: 5 partitions, names and type GUIDs as above, disk and partition GUIDs from the seed
-   8. verify: read the GPT, every filesystem and every payload file back and compare with the plan and the sources"""
+   1. check the target: a whole disk or image of 1073741824 bytes, not the
+      system disk, nothing mounted; confirm
+   2. wipe the protective MBR and primary GPT (sectors 0-33) and the backup GPT
+      (sectors 2097119-2097151), and old signatures at the start and end of
+      every partition (on a disk; a new image file starts out empty)
+   3. partition 1 EFI: FAT32 labelled 'EFI', 512-byte clusters, with mkfs.fat at
+      byte 20480 (69632 sectors)
+   4. partition 2 Boot: hfsplus volume labelled 'Boot', journaled, 4096-byte
+      blocks, written by atvdisk at byte 36700160 (131072 sectors), holding the
+      boot script /boot.sh, tarball {restore} at /r, {openelec}/KERNEL as
+      /KERNEL, minus /r/x, text /t
+   5. partition 3 Data: ext4, 4096-byte blocks, no journal, with mke2fs at byte
+      153600000 (204800 sectors)
+   6. partition 4 Swap: swap signature with mkswap at byte 258457600 (20480
+      sectors)
+   7. write the GPT with libparted: 5 partitions, names and type GUIDs as above,
+      disk and partition GUIDs from the seed
+   8. verify: read the GPT, every filesystem and every payload file back and
+      compare with the plan and the sources"""
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +108,31 @@ def test_rendered_plan_without_boot_seed_or_gaps():
     layout = parse_layout('[disk]\nhybrid_mbr = true\n[[partition]]\nname = "EFI"\ntype = "efi"\nstart = "34s"\nsize = "rest"\n', name="bare")
     text = resolve(layout, 2**30, 512).render()
     assert "disk GUID random at build" in text
-    assert "On the ATV this disk is /dev/sda; hybrid MBR synced to the GPT" in text
+    assert "MBR:     hybrid, synced to the GPT" in text and "On the ATV this disk is /dev/sda (partition N is /dev/sdaN)" in text
     assert "unpartitioned" not in text and "Boot:" not in text
     assert "   4. sync a hybrid MBR to the GPT (as gptsync does)" in text
     assert "disk and partition GUIDs from the seed" not in text
+
+
+@pytest.mark.parametrize("layout", ["atv1-openelec", "atv1-factory"])
+@pytest.mark.parametrize("size", [4 * 10**9, 40 * 10**9, 3 * 10**12, 16 * 10**12])
+def test_the_plan_fits_80_columns(layout, size):
+    """A terminal's least width, for the bundled layouts from a CF card to a 16 TB disk: the
+    table in one row per partition, the long steps wrapped under their text."""
+    text = resolve(load_layout(layout), size, 512, seed="w").render()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    table = text[text.index("#  Name"):text.index("Types:")].splitlines()
+    assert len(table) == 1 + len(load_layout(layout).partitions)
+    assert re.match(r"^3  OSBoot +888872s +2732071s +944MB +hfsplus +HFS\+ 4K", table[3])
+
+
+def test_a_table_too_wide_for_80_columns_becomes_lines_per_partition():
+    name = "N" * 36  # the longest GPT name
+    layout = parse_layout(f'[[partition]]\nname = "{name}"\ntype = "linux"\nsize = "rest"\nfs = {{ kind = "ext4", label = "L" }}\n', name="wide")
+    text = resolve(layout, 2**40, 512).render()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert f"\n1  {name}\n   sectors 34s-2147483614s (1100GB), type linux, ext4 4K, label L\n" in text
+    assert "#  Name" in resolve(layout, 2**40, 512).render(width=200)  # wide enough: the table
 
 
 def test_gaps_are_the_usable_sectors_no_partition_covers(plan):

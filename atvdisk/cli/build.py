@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 import time
@@ -14,12 +15,20 @@ import click
 
 from atvdisk import manifest
 from atvdisk.build import BuildSettings, Prepared, apply, prepare
-from atvdisk.cli.common import Console, layout_option, parse_size_option, seed_option
+from atvdisk.cli.common import (
+    Console,
+    layout_option,
+    parse_size_option,
+    refuse_missing_inputs,
+    resolve_for,
+    seed_option,
+)
 from atvdisk.cli.console import Writing
 from atvdisk.errors import (
     AtvdiskError,
     BuildError,
     DiskTooSmall,
+    PlanError,
     TargetRefused,
     UsageError,
     VerifyError,
@@ -138,10 +147,16 @@ def build_cmd(console: Console, target: str, layout_name: str, seed: str | None,
         directory, name = os.path.split(final)
         target = os.path.join(directory, f".{name}.atvdisk-raw.img")
     kind, disk_bytes, sector = _target_geometry(target, size, loop, force)
+    if not example:
+        refuse_missing_inputs(layout, {"openelec": bool(openelec), "restore": bool(restore), "recovery": bool(recovery)})
+    if kind is not TargetKind.BLOCK:  # a disk's own checks come first (_build_block)
+        resolve_for(layout, disk_bytes, sector, target=f"the image {target}", image=True)
     with ExitStack() as stack:
         progress = stack.enter_context(console.progress(show=not as_json))
         passes = 0 if dry_run else 2 if not no_verify else 1  # the data: written, read back
         _announce(progress, layout, disk_bytes, sector, example=example, steps=None if dry_run else dict(known_zero=kind is TargetKind.IMAGE and not loop, verify_after=not no_verify))
+        if not dry_run:
+            progress.expect(0, steps=int(with_bmap) + int(compress is not None))
         inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack, progress)
         settings = BuildSettings(inputs=inputs, **settings_base)
         progress.expect(_input_bytes(inputs) * (1 + passes))
@@ -304,6 +319,8 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
         need = disk_bytes
     except DiskTooSmall as e:
         need = e.need_bytes
+    except PlanError:
+        need = disk_bytes  # the disk's own checks first; resolve_for below says what is wrong
     warn_above = layout.disk.warn_above
     # The cheap safety checks first (a partition, the system disk, mounted, too small), then the
     # inputs, then the confirmation: nothing is written (or unmounted) before all of them pass.
@@ -318,11 +335,12 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
         pending_unmount = e
         disk = targets.describe(target)
         report_disk = targets.TargetReport(disk.path, target, disk, warnings=tuple(f"--unmount: {r.message}; it will be unmounted after you confirm" for r in e.refusals))
+    resolve_for(layout, disk_bytes, sector, target=target, image=False)  # a 4Kn disk, say
     prepare_start = time.monotonic()
     prepared = _prepare(progress, settings, disk_bytes, sector, passes=2 if verify_after else 1)
     prepare_seconds = time.monotonic() - prepare_start
     _show_warnings(console, prepared)
-    targets.confirm_destruction(report_disk, yes=yes, console=console)
+    targets.confirm_destruction(report_disk, yes=yes, console=console, will_hold=will_hold(prepared))
     if pending_unmount is not None:
         report_disk = targets.check_block_target(target, need_bytes=need, warn_above=warn_bytes, unmount=True)
         for action in report_disk.actions:
@@ -340,6 +358,46 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
         console.writing = None
         report = _verify_step(prepared, target, progress, workdir) if verify_after else None
     return BuildResult(target, prepared, progress, report, time.monotonic() - start, prepare_seconds)
+
+
+_VERSION = re.compile(r"(?i)openelec[^/]*?-(\d+(?:\.\d+)+)")
+
+
+def openelec_version(release: OpenElecRelease | None) -> str | None:
+    """The release's version as its name gives it (OpenELEC-ATV.i386-3.2.4.tar, the directory
+    OpenELEC-ATV.i386-3.2.4/target, a member OpenELEC-ATV.i386-4.0.7/target/SYSTEM)."""
+    if release is None:
+        return None
+    names = [os.path.abspath(release.path)] + [getattr(f.source, "member", "") for f in release.files.values()]
+    for name in names:
+        found = _VERSION.findall(name)
+        if found:
+            return found[-1]
+    return None
+
+
+def will_hold(prepared: Prepared) -> list[str]:
+    """What the disk will hold, for the confirmation: each partition with its size and contents,
+    the layout and the OpenELEC release found."""
+    plan = prepared.plan
+    settings = prepared.settings
+    release = settings.inputs.openelec if settings is not None else None
+    version = openelec_version(release)
+    what = f"OpenELEC {version}" if version else "OpenELEC (version not in its name)" if release is not None else None
+    head = f"It will hold (layout {plan.layout_name}" + (f", {what}" if what else "") + "):"
+    lines = [head]
+    for p in plan.partitions:
+        pc = prepared.contents.get(p.number)
+        fs = {"fat32": "FAT32", "hfsplus": "HFS+", "hfsx": "HFSX", "ext4": "ext4", "swap": "swap", "none": "-"}.get(p.fs.kind.value, p.fs.kind.value)
+        held = ""
+        if pc is not None:
+            files = [path for path, _ in pc.tree.files()]
+            if files:
+                top = [f for f in files if "/" not in f]
+                shown = ", ".join(top[:4]) + (", ..." if len(top) > 4 else "") if top and len(top) == len(files) else ""
+                held = f"{len(files)} file{'s' if len(files) != 1 else ''}, {format_iec(pc.tree.data_bytes)}" + (f": {shown}" if shown else "")
+        lines.append(f"  {p.number} {p.name:<10} {fs:<6} {format_parted(p.size_bytes):>7}  {held}".rstrip())
+    return lines
 
 
 def _count_steps(plan: Plan, *, known_zero: bool, verify_after: bool) -> int:

@@ -13,11 +13,16 @@ from typing import Any
 import click
 
 from atvdisk import __version__
-from atvdisk.cli.common import layout_option, parse_size_option, seed_option
+from atvdisk.cli.common import (
+    layout_option,
+    parse_size_option,
+    resolve_for,
+    seed_option,
+)
 from atvdisk.cli.console import DEBUG, NORMAL, QUIET, VERBOSE, Console
 from atvdisk.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, AtvdiskError
 from atvdisk.layout.schema import bundled_layouts, load_layout
-from atvdisk.layout.units import Quantity
+from atvdisk.layout.units import Quantity, format_parted
 
 log = logging.getLogger("atvdisk")
 
@@ -250,7 +255,6 @@ def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_s
       atvdisk plan --size 4G
       atvdisk plan --layout atv1-factory --size 40GB --json
     """
-    from atvdisk.layout.resolver import resolve
     from atvdisk.target.probe import probe_size
 
     if (size is None) == (target is None):
@@ -260,9 +264,10 @@ def plan_cmd(console: Console, layout_name: str, size: Quantity | None, sector_s
         info = probe_size(target, image_sector_size=int(sector_size or 512))
         if sector_size and int(sector_size) != info.sector_size:
             raise click.UsageError(f"{target} has {info.sector_size}-byte sectors; --sector-size {sector_size} does not apply")
-        plan = resolve(layout, info.size_bytes, info.sector_size, seed=seed)
+        plan = resolve_for(layout, info.size_bytes, info.sector_size, seed=seed, target=target, image=False)
     else:
         assert size is not None
         sector = int(sector_size or 512)
-        plan = resolve(layout, size.to_bytes(sector), sector, seed=seed)
+        disk_bytes = size.to_bytes(sector)
+        plan = resolve_for(layout, disk_bytes, sector, seed=seed, target=f"a disk of {format_parted(disk_bytes)}", image=True)
     console.out(plan.to_json() if as_json else plan.render())

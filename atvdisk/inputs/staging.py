@@ -21,7 +21,6 @@ from atvdisk.errors import InputError
 from atvdisk.inputs.feed import copy_exact, feed
 from atvdisk.inputs.tree import FileTree, HostFile, NodeKind, Source
 
-
 NAME_MAX = 255  # bytes of one name on the staging filesystem (and on ext4)
 PATH_MAX = 4096  # bytes of a path the kernel takes, with its NUL
 SYMLINK_MAX = 4095  # bytes of a symlink's target

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import textwrap
 import types
 import typing
 from dataclasses import dataclass
@@ -159,18 +161,21 @@ class Plan:
 
     # -- text -------------------------------------------------------------------------------
 
-    def render(self) -> str:
+    def render(self, width: int = 80) -> str:
+        """What `atvdisk plan` prints, every line within ``width`` columns (80: a terminal's
+        least). The partition table is compact (the type GUIDs under it); a table that cannot be
+        made that narrow (long names, huge disks) becomes one block of lines per partition."""
         lines = [
             f"Layout:  {self.layout_name} ({self.layout_source})",
             f"Disk:    {self.total_sectors}s x {self.sector_size} B = {self.disk_bytes} B"
             f" ({format_parted(self.disk_bytes)}, {format_iec(self.disk_bytes)})",
-            f"GPT:     usable sectors {self.first_usable}-{self.last_usable}; backup GPT from"
-            f" {self.last_usable + 1}s; disk GUID {self.disk_guid or 'random at build'}",
-            f"On the ATV this disk is {self.atv_disk}"
-            + ("; hybrid MBR synced to the GPT" if self.hybrid_mbr else ""),
+            f"GPT:     usable sectors {self.first_usable}-{self.last_usable}; backup GPT from {self.last_usable + 1}s",
+            f"         disk GUID {self.disk_guid or 'random at build'}",
+            *(["MBR:     hybrid, synced to the GPT (EFI and three partitions, as gptsync makes it)"] if self.hybrid_mbr else []),
+            f"On the ATV this disk is {self.atv_disk} (partition N is {self.atv_disk}N)",
             "",
         ]
-        header = ("#", "Name", "Start", "End", "Size", "Type", "FS", "Label", "ATV device")
+        header = ("#", "Name", "Start", "End", "Size", "Type", "Filesystem", "Label")
         rows = [header]
         for p in self.partitions:
             rows.append(
@@ -179,16 +184,26 @@ class Plan:
                     p.name,
                     f"{p.start}s",
                     f"{p.end}s",
-                    f"{p.sectors}s {format_parted(p.size_bytes)}",
-                    f"{p.role} {p.type_guid}",
+                    format_parted(p.size_bytes),
+                    p.role if p.role != "raw" else "other",
                     _fs_text(p.fs),
                     p.fs.label or "-",
-                    p.atv_device,
                 )
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        for r in rows:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if sum(widths) + 2 * (len(widths) - 1) <= width:
+            for r in rows:
+                lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        else:
+            for p, r in zip(self.partitions, rows[1:], strict=True):
+                lines.append(f"{p.number}  {p.name}")
+                lines.append(f"   sectors {r[2]}-{r[3]} ({r[4]}), type {r[5]}, {r[6]}, label {r[7]}")
+        types: dict[str, str] = {}
+        for p in self.partitions:
+            types.setdefault(p.type_guid, p.role if p.role != "raw" else "other")
+        role_width = max((len(r) for r in types.values()), default=0)
+        for i, (guid, role) in enumerate(types.items()):
+            lines.append(("Types:   " if i == 0 else " " * 9) + f"{role:<{role_width}}  {guid}")
         for a, b in self.gaps():
             lines.append(f"(sectors {a}-{b} are usable but left unpartitioned: {b - a + 1} sectors)")
         if self.boot is not None:
@@ -199,16 +214,30 @@ class Plan:
             lines.append(f"  {i:2}. {s.description}")
         for w in self.warnings:
             lines.append(f"warning: {w}")
-        return "\n".join(lines)
+        return "\n".join(_wrap(line, width) for line in lines)
+
+
+def _wrap(line: str, width: int) -> str:
+    """A line longer than ``width``, broken at spaces, continued under its text."""
+    if len(line) <= width:
+        return line
+    head = len(line) - len(line.lstrip(" "))
+    marker = re.match(r" *(\d+\. |[A-Za-z ]+:  *|warning: |\(|)", line)
+    indent = " " * (marker.end() if marker else head)
+    return textwrap.fill(line, width=width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def _fs_text(fs: PlannedFs) -> str:
+    """Compact: the kind, its block or cluster size, and whether it is journaled."""
+    def size(n: int | None) -> str:
+        return "" if n is None else f" {n // 1024}K" if n >= 1024 and n % 1024 == 0 else f" {n}B"
+
     if fs.kind is FsKind.FAT32:
-        return f"fat32 ({fs.cluster_size} B clusters)"
+        return f"FAT32{size(fs.cluster_size)}"
     if fs.kind.is_hfs:
-        return f"{fs.kind}{' journaled' if fs.journal else ''} ({fs.block_size} B blocks)"
+        return f"{'HFSX' if fs.kind is FsKind.HFSX else 'HFS+'}{size(fs.block_size)}{' journal' if fs.journal else ''}"
     if fs.kind is FsKind.EXT4:
-        return f"ext4{'' if fs.journal else ' no journal'} ({fs.block_size} B blocks)"
+        return f"ext4{size(fs.block_size)}{'' if fs.journal else ' no journal'}"
     return fs.kind.value
 
 

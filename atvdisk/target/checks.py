@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, TextIO
@@ -569,6 +570,7 @@ def confirm_destruction(
     yes: bool,
     console: ConsoleLike,
     stdin: TextIO | None = None,
+    will_hold: Sequence[str] = (),
 ) -> None:
     """Show what will be destroyed and make the user type the device name (``sdf`` or
     ``/dev/sdf``) to confirm. ``yes`` skips the prompt (``--yes``). Without a terminal on stdin
@@ -578,7 +580,9 @@ def confirm_destruction(
     ``console``: anything with ``out``/``info``/``warn`` (atvdisk.cli.common.Console). The one-line
     summary goes through ``warn`` (shown even with --quiet), the partition list through ``info``.
     So is the prompt (through ``warn``: nothing here prints); the answer is read from ``stdin``
-    (default sys.stdin).
+    (default sys.stdin). ``will_hold``: lines saying what the disk will hold (the CLI's plan
+    summary), shown after what it holds now. A console with an ``ask`` method asks through it
+    (the question without a ``warning:`` prefix, a live progress display paused).
     """
     stdin = stdin if stdin is not None else sys.stdin
     lines = report.lines()
@@ -593,6 +597,8 @@ def confirm_destruction(
         console.warn(w)
     for a in report.actions:
         console.info(f"  done: {a}")
+    for line in will_hold:
+        console.info(line)
     if yes:
         console.info(f"--yes given: erasing {report.path} without asking")
         return
@@ -605,10 +611,17 @@ def confirm_destruction(
             f"not erasing {report.path}: no terminal to confirm on",
             hint="run it in a terminal, or pass --yes to confirm in a script (check the disk first with `atvdisk devices`)",
         )
-    console.warn(
-        f"Type the device name ({report.name}) to erase it, anything else to cancel:"
+    console.info(
+        f"Once erasing has begun there is no going back: if the build is interrupted after this"
+        f" point, {report.path} must be built again."
     )
-    answer = stdin.readline()
+    question = f"Type the device name ({report.name}) to erase it, anything else to cancel:"
+    ask = getattr(console, "ask", None)
+    if ask is not None:
+        answer = ask(question, stdin=stdin) or ""
+    else:
+        console.warn(question)
+        answer = stdin.readline()
     if not answer:
         raise TargetRefused(
             f"not erasing {report.path}: no answer (end of input)",
