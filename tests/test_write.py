@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,7 +123,7 @@ def test_same_size_write_gives_the_image_back_byte_for_byte(image, tmp_path):
     out = tmp_path / "same.img"
     r = atvdisk("write", image, out)
     assert same_bytes(image, out)
-    assert "verified" in r.stderr
+    assert re.fullmatch(rf"Wrote {re.escape(str(image))} to {re.escape(str(out))}: .* written .* in \d+\.\d s, verified \(\d+ checks, read back from the disk\)\.\n", r.stdout), r.stdout
     # Only the image's data was written: the copy is as sparse as the image.
     assert os.stat(out).st_blocks <= os.stat(image).st_blocks * 1.1
 
@@ -240,7 +241,7 @@ def test_an_image_without_manifest_is_written_as_it_is(tmp_path):
     out = tmp_path / "out.img"
     r = atvdisk("write", img, out, "--size", "512M")
     assert "has no atvdisk manifest: it is written as it is" in r.stderr
-    assert "read back: same sha256 as written" in r.stderr or "verified" in r.stderr
+    assert re.search(r"^Wrote .*, verified \(1 checks, read back from the disk\)\.$", r.stdout, re.MULTILINE), r.stdout
     before, after = sfdisk(img), sfdisk(out)
     assert [(p["start"], p["size"], p["uuid"], p["type"]) for p in after["partitions"]] == [(p["start"], p["size"], p["uuid"], p["type"]) for p in before["partitions"]]
     assert after["id"] == before["id"] and after["lastlba"] == 512 * 2048 - 34
@@ -355,7 +356,7 @@ def test_written_to_a_used_disk_everything_checks(image, stale_loop):
     dev, _ = stale_loop
     r = atvdisk("write", image, dev, "--yes")
     assert "ALL DATA ON" in r.stderr and "It will hold" in r.stderr
-    assert "verified" in r.stderr
+    assert re.search(rf"^Wrote .* to {dev}: .*, verified \(\d+ checks, read back from the disk\)\.$", r.stdout, re.MULTILINE), r.stdout
     # What the filesystems rely on reads on the disk exactly as in the image (zeros where the
     # image had holes), not as the stale bytes that were there.
     ranges = structures(image)

@@ -12,6 +12,7 @@ import time
 import click
 
 from atvdisk.cli.common import Console, parse_size_option
+from atvdisk.cli.console import Writing
 from atvdisk.errors import TargetRefused, VerifyError
 from atvdisk.imaging.extract import extract
 from atvdisk.imaging.image import ImageInfo, open_image
@@ -135,7 +136,6 @@ def _write(console: Console, info: ImageInfo, target: str, size: Quantity | None
         if st is not None and not force:
             raise TargetRefused(f"{target} already exists", hint="give --force to replace it, or another name")
         target_bytes, sector = (size.to_bytes(512) if size else info.size), 512
-    progress = Progress(quiet=console.verbosity < 0 or as_json)
     report_disk = None
     pending_unmount = None
     # The disk's own checks first (a partition, the system disk, too small, mounted), as build
@@ -171,21 +171,27 @@ def _write(console: Console, info: ImageInfo, target: str, size: Quantity | None
                 report_disk = targets.check_block_target(target, need_bytes=plan.need_bytes, unmount=True)
                 for action in report_disk.actions:
                     console.info(f"done: {action}")
-            with targets.BlockDeviceSession(target) as session:
-                result = execute(plan, BlockAccess(session), progress, workdir=workdir)
-                checks = _verify_written(plan, session.path, result, progress, workdir) if verify_after else None
-        else:
-            with targets.ImageTarget(target, target_bytes, overwrite=force) as out:
-                for w in out.warnings:
-                    console.warn(w)
-                result = execute(plan, ImageAccess(out.path, known_zero=True), progress, workdir=workdir)
-                checks = _verify_written(plan, str(out.path), result, progress, workdir) if verify_after else None
+        with console.progress(show=not as_json) as progress:
+            if is_block:
+                with targets.BlockDeviceSession(target) as session:
+                    console.writing = Writing(target, disk=True)  # an error from here on leaves it incomplete
+                    result = execute(plan, BlockAccess(session), progress, workdir=workdir)
+                    console.writing = None
+                    checks = _verify_written(plan, session.path, result, progress, workdir) if verify_after else None
+            else:
+                console.writing = Writing(target, disk=False)
+                with targets.ImageTarget(target, target_bytes, overwrite=force) as out:
+                    for w in out.warnings:
+                        console.warn(w)
+                    result = execute(plan, ImageAccess(out.path, known_zero=True), progress, workdir=workdir)
+                    checks = _verify_written(plan, str(out.path), result, progress, workdir) if verify_after else None
+                console.writing = None
     seconds = time.monotonic() - start
     if as_json:
         console.out(json.dumps(_write_summary(plan, target, result, checks, dry_run=False, seconds=seconds), indent=2, ensure_ascii=False))
         return
     verified = f", verified ({len(checks)} checks, read back from the disk)" if checks is not None else ", not verified (--no-verify)"
-    console.info(f"Wrote {info.path} to {target}: {format_iec(result.bytes_written)} written ({format_iec(result.zeroed)} of them zeros) in {seconds:.1f} s{verified}.")
+    console.result(f"Wrote {info.path} to {target}: {format_iec(result.bytes_written)} written ({format_iec(result.zeroed)} of them zeros) in {seconds:.1f} s{verified}.")
 
 
 def _verify_written(plan: WritePlan, device: str, result: WriteResult, progress: Progress, workdir: str) -> list[str]:
@@ -248,8 +254,10 @@ def backup_cmd(console: Console, source: str, output: str, force: bool, as_json:
     for w in described.warnings:
         console.warn(w)
     start = time.monotonic()
-    with described as src:
-        report = backup(src, output, force=force)
+    with described as src, console.progress(show=not as_json) as progress:
+        progress.expect(0, steps=1)
+        with progress.step(f"copy the used blocks of {source} to {output}"):
+            report = backup(src, output, force=force)
     seconds = time.monotonic() - start
     for w in report.warnings:
         console.warn(w)
@@ -260,4 +268,4 @@ def backup_cmd(console: Console, source: str, output: str, force: bool, as_json:
         return
     for p in report.partitions:
         console.info(f"partition {p.number} ({p.name}, {p.kind}): {format_iec(p.kept)} of {format_iec(p.size)} in use" + (" (kept whole)" if p.whole else ""))
-    console.info(f"Backed {source} ({format_iec(report.disk_bytes)}) up to {output}: {format_iec(report.read)} read, {format_iec(report.stored)} stored, in {seconds:.1f} s.")
+    console.result(f"Backed {source} ({format_iec(report.disk_bytes)}) up to {output}: {format_iec(report.read)} read, {format_iec(report.stored)} stored, in {seconds:.1f} s.")

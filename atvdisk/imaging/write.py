@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -220,9 +221,13 @@ def execute(plan: WritePlan, access: DiskAccess, progress: Progress, *, workdir:
     for batch in (plan.moves[: grow_at + 1], plan.moves[grow_at + 1 :]):
         if not batch and plan.mode is not Mode.RAW:
             continue
-        with progress.step(f"copy the image's data to {access.path}" + (f" (partitions {batch[0].number}-{batch[-1].number})" if batch and len(batch) < len(plan.moves) else "")):
+        total = plan.image.size if plan.mode is Mode.RAW else sum(mv.size for mv in batch if mv.action in (Action.COPY, Action.GROW))
+        which = ""
+        if batch and len(batch) < len(plan.moves):
+            which = f" (partition {batch[0].number})" if len(batch) == 1 else f" (partitions {batch[0].number}-{batch[-1].number})"
+        with progress.step(f"copy the image's data{which}", total=total) as step:
             with access.own_writes() as fd:
-                _copy(plan, batch, fd, result)
+                _copy(plan, batch, fd, result, step.advance)
         if not known_zero:
             with progress.step("zero what the filesystems rely on and the image left as holes"):
                 for mv in batch:
@@ -280,7 +285,8 @@ def _pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:
         view, pos = view[n:], pos + n
 
 
-def _copy(plan: WritePlan, moves: list[Move], fd: int, result: WriteResult) -> None:
+def _copy(plan: WritePlan, moves: list[Move], fd: int, result: WriteResult, advance: Callable[[int], None] = lambda n: None) -> None:
+    """Copy the image's data; ``advance(n)``: n more bytes of the spans are done (progress)."""
     img = plan.image
     if plan.mode is Mode.RAW:
         spans = [(0, img.size, 0)]
@@ -295,8 +301,12 @@ def _copy(plan: WritePlan, moves: list[Move], fd: int, result: WriteResult) -> N
         # read as zero (step 3); anywhere else the image's bytes are copied as they are.
         return any(a <= pos < b for a, b in known)
 
+    done = spans[0][0]
     for pos, data in img.pieces(skip_zero):
         end = pos + len(data)
+        if end > done:  # zeros left out up to here count as done too
+            advance(sum(max(0, min(b, end) - max(a, done)) for a, b, _ in spans))
+            done = end
         for a, b, delta in spans:
             lo, hi = max(a, pos), min(b, end)
             if lo >= hi:
