@@ -152,6 +152,45 @@ def test_quiet_prints_the_one_line_result_only(tmp_path: Path) -> None:
     assert re.fullmatch(r"Built demo\.img: 5 partitions on 2147MB in \d+\.\d s, verified \(\d+ checks\)\.\n", r.stdout)
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2 GiB image of the sample payload, built once for the commands that read one."""
+    d = tmp_path_factory.mktemp("built")
+    r = atvdisk("build", "demo.img", "--size", "2G", "--example", "--seed", "cli", "-q", cwd=d)
+    assert r.returncode == 0, r.stderr
+    return d / "demo.img"
+
+
+@pytest.mark.parametrize(
+    "args, result",
+    [
+        (["verify", "{img}"], r"{img}: verified, \d+ checks passed\."),
+        (["write", "{img}", "{dir}/copy.img", "--size", "3G"], r"Wrote {img} to {dir}/copy\.img: \S+ \w+ written \(.* of them zeros\) in \d+\.\d s, verified \(\d+ checks, read back from the disk\)\."),
+        (["backup", "{img}", "{dir}/bk.img"], r"Backed {img} \(2\.0 GiB\) up to {dir}/bk\.img: \S+ MiB read, \S+ MiB stored, in \d+\.\d s\."),
+        (["extract", "{img}", "-o", "{dir}/r.tar.gz"], r"partition 2 \(Recovery, atvrecv, volume 'Recovery'\): \d+ files, \d+ directories, 0 symlinks, .* -> {dir}/r\.tar\.gz"),
+        (["mkhfs", "{dir}/v.hfs", "--size", "8M", "--volume-name", "V"], r"{dir}/v\.hfs: HFS\+ volume 'V', 8\.0 MiB; 0 files, 0 folders, .* used"),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) else "",
+)
+def test_quiet_prints_each_commands_one_line_result(built: Path, tmp_path: Path, args: list[str], result: str) -> None:
+    """-q: the one-line result on stdout and nothing else (warnings excepted), for every command
+    that has a result; without -q the same line, and the steps or details on stderr."""
+    fill = {"img": str(built), "dir": str(tmp_path)}
+    argv = [a.format(**fill) for a in args]
+    expected = result.format(**{k: re.escape(v) for k, v in fill.items()})
+    q = atvdisk(*argv, "-q")
+    assert q.returncode == 0, q.stderr
+    assert re.fullmatch(expected + "\n", q.stdout), q.stdout
+    assert all(line.startswith("warning: ") for line in q.stderr.splitlines()), q.stderr
+    for f in tmp_path.iterdir():
+        f.unlink()
+    normal = atvdisk(*argv)
+    assert normal.returncode == 0, normal.stderr
+    assert re.fullmatch(expected + "\n", normal.stdout), normal.stdout
+    if args[0] != "mkhfs":  # mkhfs has nothing more to say
+        assert len(normal.stderr.splitlines()) > len(q.stderr.splitlines()), normal.stderr
+
+
 def test_normal_output_in_a_log_is_plain_step_lines(tmp_path: Path) -> None:
     r = _build(tmp_path)
     assert r.returncode == 0, r.stderr

@@ -61,6 +61,33 @@ def test_release_tarball(tmp_path):
     assert rel.read("KERNEL") == b"K" * 1000
 
 
+def test_the_release_tarball_unpacked_is_accepted_as_it_unpacks(tmp_path):
+    """`tar xf OpenELEC-ATV.i386-3.2.4.tar` gives OpenELEC-ATV.i386-3.2.4/target/KERNEL: the
+    directory it made is a release as well as its target/ (issue 14); md5 sums still checked."""
+    d = release_dir(tmp_path)
+    tar_path = tmp_path / "OpenELEC-ATV.i386-3.2.4.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for name in ("KERNEL", "SYSTEM", "KERNEL.md5", "SYSTEM.md5"):
+            tar.add(d / name, arcname=f"OpenELEC-ATV.i386-3.2.4/target/{name}")
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(unpacked, filter="data")
+    top = unpacked / "OpenELEC-ATV.i386-3.2.4"
+    for given in (top, top / "target"):
+        rel = OpenElecRelease.open(str(given))
+        assert set(rel.files) == {"KERNEL", "SYSTEM", "KERNEL.md5", "SYSTEM.md5"}
+        assert rel.read("SYSTEM") == b"S" * 5000 and rel.path == str(given)
+    (top / "target" / "SYSTEM").write_bytes(b"S" * 4999 + b"X")
+    with pytest.raises(InputError, match="SYSTEM does not match SYSTEM.md5"):
+        OpenElecRelease.open(str(top))
+    (top / "target" / "KERNEL").unlink()
+    with pytest.raises(InputError, match="missing KERNEL") as e:
+        OpenElecRelease.open(str(top))
+    assert "the directory it unpacks to" in e.value.hint
+    with pytest.raises(InputError, match="missing KERNEL and SYSTEM"):
+        OpenElecRelease.open(str(unpacked))  # one level too far up: not guessed
+
+
 def test_release_tarball_with_bad_md5(tmp_path):
     d = release_dir(tmp_path)
     (d / "KERNEL.md5").write_text("0" * 32 + "  target/KERNEL\n")

@@ -529,4 +529,4 @@ def verify_cmd(ctx: click.Context, target: str, layout_name: str, seed: str | No
     if report.mismatches:
         raise VerifyError(report.mismatches)
     if not as_json:
-        console.info(f"{target}: verified, {len(report.checked)} checks passed.")
+        console.result(f"{target}: verified, {len(report.checked)} checks passed.")

@@ -171,7 +171,7 @@ def mkhfs(
         raise
     region.close()
     kind = "HFSX (case-sensitive)" if case_sensitive else "HFS+"
-    console.info(
+    console.result(
         f"{image}: {kind} volume {volume_name!r}, {format_iec(layout.region_size)}"
         f"{', journaled' if journal else ''}; {layout.counts['files']} files, "
         f"{layout.counts['folders']} folders, {format_iec(layout.used_bytes)} used"

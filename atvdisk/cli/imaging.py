@@ -75,7 +75,7 @@ def extract_cmd(console: Console, source: str, output: str | None, number: int |
         if as_json:
             continue
         p = r.partition
-        console.info(
+        console.result(
             f"partition {p.number} ({p.name}, {p.role}, volume {r.volume_name!r}): {r.files} files, {r.dirs} directories,"
             f" {r.symlinks} symlinks, {format_iec(r.data_bytes)} -> {r.output}"
         )

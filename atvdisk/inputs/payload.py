@@ -48,6 +48,8 @@ class OpenElecRelease:
         p = Path(path)
         if p.is_dir():
             release = cls(path)
+            if not any((p / n).exists() for n in OPENELEC_FILES) and (p / "target").is_dir():
+                p = p / "target"  # the release tarball unpacked: OpenELEC-ATV.i386-3.2.4/target/KERNEL
             for name in OPENELEC_FILES + OPENELEC_OPTIONAL:
                 f = p / name
                 if f.is_file():
@@ -64,7 +66,7 @@ class OpenElecRelease:
         if missing:
             raise InputError(
                 f"--openelec {path}: missing {' and '.join(missing)}",
-                hint="an OpenELEC ATV release has KERNEL and SYSTEM (in target/ of the release tarball)",
+                hint="an OpenELEC ATV release has KERNEL and SYSTEM in target/: give the release tarball, the directory it unpacks to, or its target/",
             )
         if check:
             release.check_md5()

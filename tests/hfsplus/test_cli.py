@@ -41,7 +41,7 @@ def test_mkhfs_then_lshfs(src: Path, tmp_path: Path) -> None:
     img = tmp_path / "v.hfs"
     r = _run("mkhfs", str(img), "--size", "16M", "--from", str(src), "--volume-name", "Tree")
     assert r.exit_code == 0, r.output
-    assert "HFS+ volume 'Tree', 16.0 MiB" in r.stderr
+    assert f"{img}: HFS+ volume 'Tree', 16.0 MiB" in r.stdout  # the result line, also with -q
     assert os.path.getsize(img) == 16 * MIB
     expected = expected_listing(src)
     assert not diff(expected, listing_pyfshfs(img)[0], "pyfshfs")
