@@ -207,7 +207,8 @@ class Plan:
         for a, b in self.gaps():
             lines.append(f"(sectors {a}-{b} are usable but left unpartitioned: {b - a + 1} sectors)")
         if self.boot is not None:
-            lines += ["", f"Boot:    boot={self.boot.boot} storage={self.boot.storage} kernel={self.boot.kernel}"
+            how = "boot.efi starts the kernel" if self.boot.method == "bootefi" else "atv-bootloader's boot script kexecs the kernel"
+            lines += ["", f"Boot:    {how}: boot={self.boot.boot} storage={self.boot.storage} kernel={self.boot.kernel}"
                       f" options={self.boot.options!r} names by {self.boot.name_by}"]
         lines += ["", "Steps a build takes:"]
         for i, s in enumerate(self.steps, 1):

@@ -422,11 +422,14 @@ def _contents_text(p: PlannedPartition) -> str:
     parts = []
     for c in p.contents:
         if c.kind in (ContentKind.TARBALL, ContentKind.DIRECTORY):
-            parts.append(f"{c.kind} {c.source}" + (f" at /{c.path}" if c.path else ""))
+            only = f" ({', '.join(c.members)} only)" if c.members else ""
+            parts.append(f"{c.kind} {c.source}{only}" + (f" at /{c.path}" if c.path else ""))
         elif c.kind is ContentKind.FILE:
             parts.append(f"{c.source} as /{c.path}")
         elif c.kind is ContentKind.BOOTSCRIPT:
             parts.append(f"the boot script /{c.path}")
+        elif c.kind is ContentKind.BOOTPLIST:
+            parts.append(f"the boot plist /{c.path}")
         elif c.kind is ContentKind.REMOVE:
             parts.append(f"minus /{c.path}")
         else:

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from atvdisk.errors import LayoutError
+from atvdisk.layout import atv
 from atvdisk.layout.units import (
     Quantity,
     SizeSyntaxError,
@@ -116,23 +117,38 @@ class ContentKind(StrEnum):
     DIR = "dir"  # create an empty directory at ``path``
     SYMLINK = "symlink"  # create a symbolic link at ``path`` pointing to ``target``
     BOOTSCRIPT = "bootscript"  # the generated ATV boot script (see [boot])
+    BOOTPLIST = "bootplist"  # com.apple.Boot.plist from [boot]: generated (bootefi) or fixed (kexec)
     REMOVE = "remove"  # remove ``path`` (put there by an earlier entry)
 
 
 CONTENT_KEYS: dict[ContentKind, tuple[frozenset[str], frozenset[str]]] = {
     # kind: (required keys, optional keys); "kind" itself is implied.
-    ContentKind.TARBALL: (frozenset({"source"}), frozenset({"path", "owner", "optional"})),
+    ContentKind.TARBALL: (frozenset({"source"}), frozenset({"path", "owner", "optional", "members"})),
     ContentKind.DIRECTORY: (frozenset({"source"}), frozenset({"path", "owner", "optional"})),
     ContentKind.FILE: (frozenset({"source", "path"}), frozenset({"owner", "mode", "optional"})),
     ContentKind.TEXT: (frozenset({"path", "text"}), frozenset({"owner", "mode"})),
     ContentKind.DIR: (frozenset({"path"}), frozenset({"owner", "mode"})),
     ContentKind.SYMLINK: (frozenset({"path", "target"}), frozenset({"owner"})),
     ContentKind.BOOTSCRIPT: (frozenset({"path"}), frozenset({"owner", "mode"})),
+    ContentKind.BOOTPLIST: (frozenset({"path"}), frozenset({"owner", "mode"})),
     ContentKind.REMOVE: (frozenset({"path"}), frozenset({"optional"})),
 }
 
 # User inputs that a ``source`` may name; resolved by the build from its command line.
 PLACEHOLDERS = ("openelec", "restore", "recovery", "layout_dir")
+
+
+# Where Apple's boot.efi reads its settings, and the scripts atv-bootloader runs per atv-boot= mode
+# (reference: atv-bootchain.md). A boot script anywhere else would never run.
+BOOT_PLIST = "com.apple.Boot.plist"
+SCRIPT_MODES = {"patchstick.sh": "patchstick", "boot_linux.sh": "manual"}
+
+
+class BootMethod(StrEnum):
+    """How the ATV starts OpenELEC's kernel."""
+
+    KEXEC = "kexec"  # boot.efi starts atv-bootloader, which runs the boot script, which kexecs KERNEL
+    BOOTEFI = "bootefi"  # boot.efi starts MACH_KERNEL itself (OpenELEC 4.x)
 
 
 class NameBy(StrEnum):
@@ -164,6 +180,7 @@ class ContentSpec:
     mode: int | None = None
     owner: tuple[int, int] = (0, 0)
     optional: bool = False
+    members: tuple[str, ...] | None = None  # tarball: only these paths (and what is below them)
 
 
 @dataclass(frozen=True)
@@ -202,6 +219,7 @@ class BootSpec:
     options: str = "quiet nosplash"
     name_by: NameBy = NameBy.DEVICE
     fsck: bool = True
+    method: BootMethod = BootMethod.KEXEC
 
 
 @dataclass(frozen=True)
@@ -287,7 +305,6 @@ def parse_layout(text: str, *, source: str = "<string>", name: str = "layout", d
 
 
 _GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
-_ATV_DISK = re.compile(r"^/dev/(sd[a-z]|hd[a-z]|vd[a-z])$")
 _OWNER = re.compile(r"^(\d+):(\d+)$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -355,11 +372,7 @@ class _Parser:
                 hint="only one partition can take the rest of the disk; give the others a fixed size",
             )
         boot = self.boot(self.get("", data, "boot", dict), parts) if "boot" in data else None
-        if boot is None:
-            for i, p in enumerate(parts, 1):
-                for j, c in enumerate(p.contents, 1):
-                    if c.kind is ContentKind.BOOTSCRIPT:
-                        raise self.fail(f"partition[{i}].contents[{j}]", "a bootscript needs a [boot] table", "bootscript", hint="add [boot] with boot = and storage = partition names")
+        self.boot_files(boot, parts)
         return Layout(
             name=self.name,
             source=self.source,
@@ -385,8 +398,10 @@ class _Parser:
         if align is not None and align.value == 0:
             raise self.fail(f"{w}.align", "alignment must be positive", str(t["align"]), hint="e.g. align = \"1MiB\", or remove it")
         atv_disk = self.get(w, t, "atv_disk", str, "/dev/sda")
-        if not _ATV_DISK.match(atv_disk):
-            raise self.fail(f"{w}.atv_disk", f"not a whole-disk device name on the ATV: {atv_disk!r}", atv_disk, hint="the internal disk is /dev/sda; a USB stick is /dev/sdb")
+        try:
+            atv_disk = atv.atv_disk(atv_disk)
+        except atv.AtvValueError as e:
+            raise self.fail(f"{w}.atv_disk", e.message, atv_disk, hint=e.hint) from None
         hybrid = self.get(w, t, "hybrid_mbr", bool, False)
         seed = self.get(w, t, "seed", str)
         if seed is not None and not seed:
@@ -551,7 +566,20 @@ class _Parser:
                 raise self.fail(f"{w}.owner", f"owner must be 'uid:gid' in numbers, not {owner_text!r}", owner_text, hint='e.g. owner = "0:0"')
             owner = (int(m.group(1)), int(m.group(2)))
         optional_flag = self.get(w, t, "optional", bool, False)
-        return ContentSpec(kind, path, source, text, target, mode, owner, optional_flag)
+        members = None
+        if "members" in t:
+            raw = self.get(w, t, "members", list)
+            if not raw:
+                raise self.fail(f"{w}.members", "members must name at least one path", raw, hint='e.g. members = ["boot.efi", "System"], or remove it to extract everything')
+            picked = []
+            for k, m in enumerate(raw, 1):
+                if not isinstance(m, str):
+                    raise self.fail(f"{w}.members[{k}]", f"expected a path, got {m!r}", m, hint='e.g. members = ["boot.efi", "System"]')
+                picked.append(self.dest_path(f"{w}.members[{k}]", m, allow_root=False))
+            members = tuple(picked)
+        if kind is ContentKind.BOOTPLIST and path != BOOT_PLIST:
+            raise self.fail(f"{w}.path", f"boot.efi reads its settings from /{BOOT_PLIST}, not /{path}", path, hint=f'path = "{BOOT_PLIST}"')
+        return ContentSpec(kind, path, source, text, target, mode, owner, optional_flag, members)
 
     def mode(self, w: str, value: Any) -> int:
         if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3,4}", value):
@@ -575,9 +603,59 @@ class _Parser:
             raise self.fail(w, f"path must stay inside the filesystem: {path!r}", path, hint="use a relative path without '..'")
         return "/".join(parts)
 
+    def boot_files(self, boot: BootSpec | None, parts: tuple[PartitionSpec, ...]) -> None:
+        """Where the boot script and the boot plist may go, for each boot method."""
+        found: dict[ContentKind, list[tuple[int, int]]] = {ContentKind.BOOTSCRIPT: [], ContentKind.BOOTPLIST: []}
+        for i, p in enumerate(parts, 1):
+            for j, c in enumerate(p.contents, 1):
+                if c.kind in found:
+                    found[c.kind].append((i, j))
+        for kind, places in found.items():
+            if places and boot is None:
+                i, j = places[0]
+                raise self.fail(f"partition[{i}].contents[{j}]", f"a {kind} needs a [boot] table", kind.value, hint="add [boot] with boot = and storage = partition names")
+            if len(places) > 1:
+                i, j = places[1]
+                raise self.fail(f"partition[{i}].contents[{j}]", f"a second {kind} (the first is partition[{places[0][0]}].contents[{places[0][1]}])", kind.value, hint=f"keep one {kind} entry")
+        if boot is None:
+            return
+        for kind in (ContentKind.BOOTSCRIPT, ContentKind.BOOTPLIST):
+            for i, j in found[kind]:
+                fs = parts[i - 1].fs.kind
+                if kind is ContentKind.BOOTPLIST and not (fs.is_hfs or fs is FsKind.FAT32):
+                    raise self.fail(f"partition[{i}].contents[{j}]", f"boot.efi reads HFS+ and FAT32 partitions, not {fs}", fs.value, hint="put the boot plist on the HFS+ (or FAT32) partition boot.efi boots from")
+        if boot.method is BootMethod.KEXEC:
+            for i, j in found[ContentKind.BOOTSCRIPT]:
+                path = parts[i - 1].contents[j - 1].path
+                if path not in SCRIPT_MODES:
+                    raise self.fail(
+                        f"partition[{i}].contents[{j}].path",
+                        f"atv-bootloader never runs /{path}: it runs patchstick.sh (atv-boot=patchstick) or boot_linux.sh (atv-boot=manual) at a partition's root",
+                        path,
+                        hint='path = "patchstick.sh"',
+                    )
+            for i, j in found[ContentKind.BOOTPLIST]:
+                if not found[ContentKind.BOOTSCRIPT] or found[ContentKind.BOOTSCRIPT][0][0] != i:
+                    raise self.fail(f"partition[{i}].contents[{j}]", "the boot plist of a kexec layout sets atv-boot= for the boot script: both belong on the same partition", "bootplist", hint="put the bootplist entry after the bootscript entry of that partition")
+        else:
+            if found[ContentKind.BOOTSCRIPT]:
+                i, j = found[ContentKind.BOOTSCRIPT][0]
+                raise self.fail(f"partition[{i}].contents[{j}]", "a bootefi layout has no boot script: boot.efi starts the kernel itself", "bootscript", hint='remove the bootscript entry, or use method = "kexec"')
+            names = [p.name for p in parts]
+            bi = names.index(boot.boot) + 1
+            if [i for i, _ in found[ContentKind.BOOTPLIST]] != [bi]:
+                raise self.fail("boot.method", f"boot.efi starts {boot.kernel} from the boot partition {boot.boot!r}: it needs a bootplist entry there", "bootefi", hint=f'add {{ kind = "bootplist", path = "{BOOT_PLIST}" }} to {boot.boot}\'s contents')
+            if not (parts[bi - 1].fs.kind.is_hfs or parts[bi - 1].fs.kind is FsKind.FAT32):
+                raise self.fail(f"partition[{bi}].fs.kind", f"boot.efi reads HFS+ and FAT32 partitions, not {parts[bi - 1].fs.kind}", parts[bi - 1].fs.kind.value, hint='use kind = "hfsx" (as OpenELEC\'s installer) or "hfsplus"')
+
     def boot(self, t: dict[str, Any], parts: tuple[PartitionSpec, ...]) -> BootSpec:
         w = "boot"
-        self.check_keys(w, t, {"boot", "storage", "kernel", "options", "name_by", "fsck"})
+        self.check_keys(w, t, {"boot", "storage", "kernel", "options", "name_by", "fsck", "method"})
+        method_text = self.get(w, t, "method", str, "kexec")
+        try:
+            method = BootMethod(method_text)
+        except ValueError:
+            raise self.fail(f"{w}.method", f"unknown boot method {method_text!r}", method_text, hint="kexec (atv-bootloader runs the boot script: OpenELEC 1.x-3.2) or bootefi (boot.efi starts MACH_KERNEL: OpenELEC 4.x)") from None
         names = [p.name for p in parts]
         boot = self.get(w, t, "boot", str, required=True)
         storage = self.get(w, t, "storage", str, required=True)
@@ -590,12 +668,23 @@ class _Parser:
         sp = parts[names.index(storage)]
         if not sp.fs.kind.holds_files:
             raise self.fail(f"{w}.storage", f"the storage partition {storage!r} has no filesystem", storage, hint="name OpenELEC's storage partition (Media)")
-        kernel = self.get(w, t, "kernel", str, "KERNEL")
-        if not kernel or "/" in kernel or any(c in kernel for c in "\"'$`\\ \n"):
-            raise self.fail(f"{w}.kernel", f"kernel must be a plain file name, not {kernel!r}", kernel, hint='e.g. kernel = "KERNEL"')
+        kernel = self.get(w, t, "kernel", str, "KERNEL" if method is BootMethod.KEXEC else "MACH_KERNEL")
+        try:
+            atv.file_name(kernel)
+        except atv.AtvValueError as e:
+            raise self.fail(f"{w}.kernel", e.message, kernel, hint=e.hint) from None
+        if method is BootMethod.KEXEC and not (bp.fs.kind.is_hfs or bp.fs.kind is FsKind.FAT32):
+            raise self.fail(
+                f"{w}.boot",
+                f"atv-bootloader's kernel (Linux 2.6.24: HFS+ and FAT, no ext4) cannot read {kernel} from the {bp.fs.kind} partition {boot!r}",
+                boot,
+                hint="put the kernel on an HFS+ partition (OSBoot)",
+            )
         options = self.get(w, t, "options", str, "quiet nosplash")
-        if any(c in options for c in "\"$`\\\n"):
-            raise self.fail(f"{w}.options", "options must not contain quotes, $, ` or backslashes", options, hint='e.g. options = "quiet nosplash"')
+        try:
+            atv.kernel_options(options)
+        except atv.AtvValueError as e:
+            raise self.fail(f"{w}.options", e.message, options, hint=e.hint) from None
         name_by_text = self.get(w, t, "name_by", str, "device")
         try:
             name_by = NameBy(name_by_text)
@@ -606,8 +695,14 @@ class _Parser:
                 if not p.fs.label:
                     raise self.fail(f"{w}.name_by", f"name_by = 'label' but the {key} partition {p.name!r} has no fs.label", name_by_text,
                                     hint=f"give {p.name} a label (fs = {{ ..., label = \"{p.name}\" }}), or use name_by = \"device\" or \"uuid\"")
+                try:
+                    atv.label(p.fs.label, p.name)
+                except atv.AtvValueError as e:
+                    raise self.fail(f"{w}.name_by", f"name_by = 'label': the {key} partition: {e.message}", name_by_text, hint=e.hint) from None
         fsck = self.get(w, t, "fsck", bool, True)
-        return BootSpec(boot, storage, kernel, options, name_by, fsck)
+        if method is BootMethod.BOOTEFI and "fsck" in t:
+            raise self.fail(f"{w}.fsck", "a bootefi layout runs no boot script to check filesystems (OpenELEC's init checks them)", fsck, hint="remove fsck")
+        return BootSpec(boot, storage, kernel, options, name_by, fsck, method)
 
 
 def _controls(text: str) -> str:
