@@ -19,8 +19,9 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from atvdisk import manifest
+from atvdisk.bootplist import BootPlist, PlistExpectation, expectation
 from atvdisk.bootscript import BootScript, generate
-from atvdisk.errors import BuildError, InputError
+from atvdisk.errors import BuildError, InputError, UsageError
 from atvdisk.fs import hfs_adapter
 from atvdisk.fs.ext4 import check_tree as check_ext4_tree
 from atvdisk.fs.ext4 import make_ext4
@@ -29,12 +30,18 @@ from atvdisk.fs.fat import make_fat32
 from atvdisk.fs.partition import write_partition_table
 from atvdisk.fs.region import Region
 from atvdisk.fs.swap import write_swap
-from atvdisk.inputs.contents import PartitionContents, build_trees
-from atvdisk.inputs.payload import BootReport, Inputs, OpenElecRelease, inspect_recovery
+from atvdisk.inputs.contents import BootFiles, PartitionContents, build_trees
+from atvdisk.inputs.payload import (
+    Inputs,
+    OpenElecRelease,
+    check_release_fits,
+    inspect_boot_efi,
+)
 from atvdisk.inputs.tree import FileTree, Inline, Node
+from atvdisk.layout import atv
 from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.layout.resolver import resolve
-from atvdisk.layout.schema import FsKind, Layout, NameBy
+from atvdisk.layout.schema import BootMethod, FsKind, Layout, NameBy
 from atvdisk.layout.units import format_iec
 from atvdisk.manifest import Manifest
 from atvdisk.progress import Progress
@@ -56,12 +63,17 @@ class BuildSettings:
     # fresh random one (new_seed), so every disk gets its own GUIDs and UUIDs.
     seed: str | None = None
     name_by: NameBy | None = None
-    atv_disk: str | None = None  # override the layout's ATV-side disk name
+    atv_disk: str | None = None  # override the layout's ATV-side disk name (sda..sdh, /dev/ optional)
+    keep_boot_plist: bool = False  # kexec: keep the recovery's com.apple.Boot.plist as it is
 
     def effective_layout(self) -> Layout:
         if self.atv_disk is None:
             return self.layout
-        return replace(self.layout, disk=replace(self.layout.disk, atv_disk=self.atv_disk))
+        try:
+            disk = atv.atv_disk(self.atv_disk)
+        except atv.AtvValueError as e:
+            raise UsageError(f"--atv-disk: {e.message}", hint=e.hint) from None
+        return replace(self.layout, disk=replace(self.layout.disk, atv_disk=disk))
 
     @staticmethod
     def new_seed() -> str:
@@ -73,9 +85,11 @@ class Prepared:
     plan: Plan
     contents: dict[int, PartitionContents]
     bootscript: BootScript | None
-    boot_report: BootReport | None
+    bootplist: BootPlist | None  # the boot plist as written (None: the layout has none, or verify without its inputs)
     hfs: dict[int, hfs_adapter.VolumeLayout]
     warnings: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # what atvdisk changed in the inputs, and why
+    plist_expectation: PlistExpectation | None = None  # what verify checks the plist on the disk against
     # sha256 of the data each file was given while writing (partition -> path -> digest)
     hashes: dict[int, dict[str, str]] = field(default_factory=dict)
     settings: BuildSettings | None = None
@@ -92,29 +106,44 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
     alongside the writing; an image is built under a temporary name that a failed check discards,
     so nothing reaches the user's path either way. A disk is never written before it passed.
     """
+    if skipped is None and settings.seed is None and settings.layout.disk.seed is None:
+        # A build knows every identifier before writing: the boot script and plist name them.
+        settings = replace(settings, seed=BuildSettings.new_seed())
     layout = settings.effective_layout()
     plan = resolve(layout, disk_bytes, sector_size, seed=settings.seed)
-    bootscript = generate(plan, settings.name_by) if plan.boot is not None else None
+    name_by = settings.name_by
+    release = settings.inputs.openelec
+    if plan.boot is not None and release is not None:
+        check_release_fits(release, plan.boot.kernel, layout.name)
+    bootscript = None
+    if plan.boot is not None and plan.boot.method is BootMethod.KEXEC:
+        if plan.seed is None and skipped is not None:
+            # verify without the build's identifiers: the script (which names them) is unknown.
+            skipped.append("the boot script: it names the disk's identifiers (give the build's --seed to check it)")
+        else:
+            bootscript = generate(plan, name_by)
+    boot_files = BootFiles(plan, bootscript, _small_file_reader, name_by, settings.keep_boot_plist)
+    plist_expectation = expectation(plan, name_by)
     # The OpenELEC md5 sums are checked while the tarballs are scanned: both spend their time in
     # zlib and hashlib, outside the GIL, so on two cores they overlap.
-    release = settings.inputs.openelec
     deferred = release if defer_md5 and skipped is None else None
     with ThreadPoolExecutor(max_workers=1) as pool:
         md5_check = pool.submit(release.check_md5) if release is not None and deferred is None else None
         try:
-            contents = build_trees(plan, settings.inputs, bootscript, epoch=settings.epoch, skipped=skipped)
+            contents = build_trees(plan, settings.inputs, boot_files, epoch=settings.epoch, skipped=skipped)
         finally:
             if md5_check is not None:
                 md5_check.result()  # raises the md5 mismatch, if any, first
     warnings = list(plan.warnings)
-    boot_report = None
+    notices = []
     for pc in contents.values():
-        if pc.bootscript_path is not None:
-            boot_report = inspect_recovery(pc.tree, pc.bootscript_path, _small_file_reader)
-            warnings.extend(boot_report.warnings)
-    hfs = {}
+        if pc.bootplist_path is not None and pc.complete:
+            warnings.extend(inspect_boot_efi(pc.tree))
+    if boot_files.plist is not None and boot_files.plist.note:
+        notices.append(boot_files.plist.note)
+    prepared = Prepared(plan, contents, bootscript, boot_files.plist, {}, warnings, notices, plist_expectation, settings=settings)
     if skipped is not None:
-        return Prepared(plan, contents, bootscript, boot_report, hfs, warnings, settings=settings)
+        return prepared
     if manifest.holder(plan) is None:
         warnings.append(
             f"layout {layout.name} has no FAT32 or ext4 partition to hold atvdisk's manifest: `verify` will need this"
@@ -123,7 +152,7 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
     for number, pc in contents.items():
         p = pc.partition
         if p.fs.kind.is_hfs:
-            hfs[number] = hfs_adapter.lay_out(p, pc.tree, epoch=settings.epoch)
+            prepared.hfs[number] = hfs_adapter.lay_out(p, pc.tree, epoch=settings.epoch)
             outside_bmp = [path for path in pc.tree.nodes if _OUTSIDE_BMP.search(path)]
             if outside_bmp:
                 warnings.append(
@@ -133,7 +162,6 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
         elif p.fs.kind in (FsKind.EXT4, FsKind.FAT32):
             (check_ext4_tree if p.fs.kind is FsKind.EXT4 else check_fat_tree)(p, pc.tree)
             _check_fits(p, pc.tree)
-    prepared = Prepared(plan, contents, bootscript, boot_report, hfs, warnings, settings=settings)
     prepared.deferred_md5 = deferred
     return prepared
 

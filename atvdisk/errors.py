@@ -75,6 +75,11 @@ class InputError(UsageError):
     """A payload input (OpenELEC release, restore or recovery tarball, directory) is unusable."""
 
 
+class BootFilesError(UsageError):
+    """The boot script or boot plist cannot be made so that the ATV boots (a value the ATV's boot
+    software would not take, a recovery plist that cannot be fixed, ...). Nothing was written."""
+
+
 class TargetRefused(AtvdiskError):
     """The target is unsafe, unsuitable, or the user did not confirm. Nothing was written."""
 

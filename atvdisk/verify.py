@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atvdisk.bootplist import PlistExpectation, expectation
 from atvdisk.errors import AtvdiskError, ToolError, UsageError
 from atvdisk.fs import hfs_adapter
 from atvdisk.fs.entry import Entry
@@ -27,7 +28,7 @@ from atvdisk.inputs.contents import PartitionContents
 from atvdisk.inputs.feed import feed
 from atvdisk.inputs.tree import FileTree, NodeKind
 from atvdisk.layout.plan import Plan, PlannedPartition
-from atvdisk.layout.schema import FsKind
+from atvdisk.layout.schema import BootMethod, ContentKind, FsKind
 from atvdisk.manifest import MANIFEST_NAME, Found
 from atvdisk.run import run
 
@@ -54,6 +55,7 @@ def verify(
     complete: dict[int, bool] | None = None,
     workdir: str | None = None,
     known_hashes: dict[int, dict[str, str]] | None = None,
+    plist: PlistExpectation | None = None,
 ) -> VerifyReport:
     """Verify ``device`` (image file or block device) against ``plan`` and ``contents`` (the
     trees the sources make) or ``expected`` (each partition's entries, e.g. from the manifest).
@@ -63,6 +65,8 @@ def verify(
     ``known_hashes[n]``: sha256 of files' source data taken while writing them (the build passes
     them, so the sources are not read a second time); other sources are read and hashed here.
     Partitions are checked in parallel (hashing and the checkers run outside the GIL).
+    ``plist``: what the boot plist (on the partition whose contents name it) must say; it is
+    read back and parsed, so it is checked even when its inputs were not given.
     """
     report = VerifyReport()
     complete = complete or {}
@@ -84,7 +88,9 @@ def verify(
                     want = expected.get(p.number)
                     if want is None and p.number in contents:
                         want = expected_entries(contents[p.number].tree, p.fs.kind, known_hashes.get(p.number, {}))
-                    _check_partition(device, pf, p, want, complete.get(p.number, True), part, tmp)
+                    found = _check_partition(device, pf, p, want, complete.get(p.number, True), part, tmp)
+                if plist is not None and any(c.kind is ContentKind.BOOTPLIST for c in p.contents):
+                    _check_plist(device, p, plist, found, part, tmp)
             except ToolError as e:
                 part.bad(f"partition {p.number} ({p.name}): {e}")
             return part
@@ -136,14 +142,47 @@ def _check_table(f, plan: Plan, report: VerifyReport) -> None:  # noqa: ANN001 -
 # -- filesystems ----------------------------------------------------------------------------
 
 
-def _check_partition(device: str, f, p: PlannedPartition, expected: list[Entry] | None, complete: bool, report: VerifyReport, tmp: str) -> None:  # noqa: ANN001
+def _check_plist(device: str, p: PlannedPartition, plist: PlistExpectation, found: list[Entry] | None, report: VerifyReport, tmp: str) -> None:
+    """Read the boot plist back, parse it, and check it says what the plan needs."""
+    name = f"partition {p.number} ({p.name})"
+    if found is None:
+        return  # the filesystem itself is already reported unreadable
+    root_files = {e.path for e in found if "/" not in e.path and e.kind is NodeKind.FILE}
+    if plist.path not in root_files:
+        report.bad(f"{name}: /{plist.path} is missing: boot.efi gets no Kernel and no Kernel Flags")
+        return
+    if p.fs.kind.is_hfs:
+        try:
+            data = hfs_adapter.read_small_file(device, p.offset, p.size_bytes, plist.path)
+        except AtvdiskError as e:
+            report.bad(f"{name}: /{plist.path} cannot be read: {e}")
+            return
+    else:
+        out = Path(tmp) / f"plist-{p.number}"
+        run(["mcopy", "-i", f"{device}@@{p.offset}", "-n", f"::/{plist.path}", str(out)], env={"MTOOLS_SKIP_CHECK": "1"})
+        data = out.read_bytes()
+    problems = plist.problems(data or b"", root_files)
+    for problem in problems:
+        report.bad(f"{name}: {problem}")
+    if not problems:
+        if plist.method is BootMethod.KEXEC:
+            what = f"atv-boot={plist.mode}, its Kernel present"
+        elif plist.kernel_flags is not None:
+            what = f"Kernel {plist.kernel}, Kernel Flags as planned"
+        else:
+            what = f"Kernel {plist.kernel}, Kernel Flags boot=... disk=... (their UUIDs are not known here)"
+        report.ok(f"{name}: /{plist.path} parsed: {what}")
+
+
+def _check_partition(device: str, f, p: PlannedPartition, expected: list[Entry] | None, complete: bool, report: VerifyReport, tmp: str) -> list[Entry] | None:  # noqa: ANN001
+    """Check partition ``p``; the entries found on it (None: no files, or not readable)."""
     name = f"partition {p.number} ({p.name})"
     kind = p.fs.kind
     if kind is FsKind.NONE:
-        return
+        return None
     if kind is FsKind.SWAP:
         _check_swap(f, p, report, name)
-        return
+        return None
     if kind is FsKind.FAT32:
         found = _fat_entries(device, f, p, report, name, tmp)
     elif kind is FsKind.EXT4:
@@ -151,7 +190,8 @@ def _check_partition(device: str, f, p: PlannedPartition, expected: list[Entry] 
     else:
         found = _hfs_entries(device, p, report, name)
     if found is None or expected is None:
-        return
+        return found
+    all_found = found
     if kind.is_hfs and p.fs.journal:
         # Apple's newfs_hfs puts the journal in two files at the root; they belong there.
         journal_files = {e.path: e for e in found if e.path in (".journal", ".journal_info_block")}
@@ -159,6 +199,7 @@ def _check_partition(device: str, f, p: PlannedPartition, expected: list[Entry] 
             report.bad(f"{name}: a journaled volume needs the files /.journal and /.journal_info_block")
         found = [e for e in found if e.path not in journal_files]
     compare(name, kind, expected, found, complete, report)
+    return all_found
 
 
 def _check_swap(f, p: PlannedPartition, report: VerifyReport, name: str) -> None:  # noqa: ANN001
@@ -503,7 +544,7 @@ def verify_manifest(device: str, found: Found, disk_bytes: int, sector_size: int
     holder = plan.partitions[found.partition - 1] if 0 < found.partition <= len(plan.partitions) else None
     if holder is not None:
         expected.setdefault(found.partition, []).append(manifest_entry(found, holder.fs.kind))
-    report = verify(device, plan, expected=expected, workdir=workdir)
+    report = verify(device, plan, expected=expected, workdir=workdir, plist=expectation(plan, found.manifest.name_by))
     m = found.manifest
     report.checked.insert(0, f"manifest on partition {found.partition}: layout {m.layout_name}, seed {m.seed!r}, built by atvdisk {m.atvdisk_version}, {m.files} files")
     return plan, report

@@ -1,68 +1,91 @@
+"""The boot script (atvdisk/bootscript.py), run as atv-bootloader runs it.
+
+Judges: dash, bash and busybox sh (``-n``, and running the script), util-linux ``blkid`` (the
+UUIDs OpenELEC's init must be given), and an emulated ATV (tests/atv_sandbox.py): the script
+reads real atvdisk-built filesystems through /dev, sees /proc/partitions and /proc/mounts as
+atv-bootloader's kernel shows them, and has only the 2008 userland's commands on PATH (no
+findfs, no blkid, no fsck.ext4), with recorders for mount, umount, kexec and fsck.hfsplus.
+The same runs happen for real under qemu in tests/kernel/test_atv_bootchain_kernel.py.
+"""
+
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
+from pathlib import Path
 
 import pytest
+from atv_sandbox import build_image, extract_partitions, run_script
 
-from atvdisk.bootscript import generate, hfs_blkid_uuid
+from atvdisk.bootscript import (
+    BODY,
+    HEADER,
+    VARIABLES,
+    generate,
+    hfs_blkid_uuid,
+    label_forms,
+    raw_id,
+    sh_quote,
+)
+from atvdisk.errors import BootFilesError, LayoutError
+from atvdisk.fs.hfs_adapter import read_small_file
+from atvdisk.inputs.sample import write_sample
 from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import NameBy, load_layout, parse_layout
 
-SEED_BYTES = 8_451_072 * 512
+CF_BYTES = 8_451_072 * 512  # the original procedure's 4327MB CF card
+IMAGE_BYTES = 2 * 10**9  # atv1-openelec's smallest disk
+FACTORY_BYTES = 4 * 10**9
 
 
-def plan_for(layout_name="atv1-openelec", atv_disk=None):
+def plan_for(layout_name="atv1-openelec", atv_disk=None, seed="bootscript-tests"):
     layout = load_layout(layout_name)
     if atv_disk:
         layout = dataclasses.replace(layout, disk=dataclasses.replace(layout.disk, atv_disk=atv_disk))
-    return resolve(layout, SEED_BYTES, 512, seed="bootscript-tests")
+    return resolve(layout, CF_BYTES, 512, seed=seed)
 
 
-def test_default_script_names_the_atvs_devices_and_the_right_fsck():
-    script = generate(plan_for())
-    assert script.command_line == "boot=/dev/sda3 disk=/dev/sda4 quiet nosplash"
-    lines = script.text.splitlines()
-    assert lines[0] == "#!/bin/sh"
-    body = [line for line in lines if not line.startswith("#")]
-    assert body == [
-        "BOOT=/dev/sda3",
-        "STORAGE=/dev/sda4",
-        'fsck.hfsplus -p "$BOOT" >/dev/null 2>&1',
-        'fsck.ext4 -p "$STORAGE" >/dev/null 2>&1',
-        "mkdir -p /boot",
-        'mount -t hfsplus -o ro "$BOOT" /boot || { echo "atvdisk boot: cannot mount $BOOT" >&2; exit 1; }',
-        'kexec -l /boot/KERNEL --command-line="boot=/dev/sda3 disk=/dev/sda4 quiet nosplash"',
-        "kexec -e",
-    ]
-    # Never the original procedure's mistakes: the host's device names, fsck.ext4 on HFS+, bash-only &>.
-    assert "sdf" not in script.text and "&>" not in script.text
-    assert 'fsck.ext4 -p "$BOOT"' not in script.text
+def blkid(image: Path, offset: int) -> dict[str, str]:
+    """util-linux blkid's view of the filesystem at ``offset`` of ``image``."""
+    out = subprocess.run(["blkid", "-p", "-O", str(offset), "-o", "export", str(image)], check=True, capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def test_usb_stick_is_sdb():
-    assert generate(plan_for(atv_disk="/dev/sdb")).command_line == "boot=/dev/sdb3 disk=/dev/sdb4 quiet nosplash"
+# ------------------------------------------------------------------------ the text itself
 
 
-def test_label_and_uuid_forms():
+def test_script_is_the_constant_body_after_quoted_assignments():
     plan = plan_for()
-    by_label = generate(plan, NameBy.LABEL)
-    assert by_label.command_line == "boot=LABEL=OSBoot disk=LABEL=Linux quiet nosplash"
-    assert "BOOT=$(findfs LABEL=OSBoot)" in by_label.text
-    by_uuid = generate(plan, NameBy.UUID)
+    script = generate(plan)
+    assert [name for name, _ in script.values] == list(VARIABLES)
+    assignments = "".join(f"{name}={sh_quote(value)}\n" for name, value in script.values)
+    assert script.text == HEADER + assignments + BODY
+    values = dict(script.values)
     osboot, media = plan.partition("OSBoot"), plan.partition("Media")
-    # HFS+: the UUID blkid and busybox >= 1.21 (OpenELEC 3.x) derive from the 64-bit volume id...
-    derived = hfs_blkid_uuid(osboot.fs.uuid)
-    assert by_uuid.command_line == f"boot=UUID={derived} disk=UUID={media.fs.uuid} quiet nosplash"
-    # ...and the script falls back to the raw id that older busybox (atv-bootloader's?) printed.
-    assert f"BOOT=$(findfs UUID={derived} 2>/dev/null || findfs UUID={osboot.fs.uuid})" in by_uuid.text
-    assert f"STORAGE=$(findfs UUID={media.fs.uuid})" in by_uuid.text
+    assert values["DISK"] == "sda" and values["NAME_BY"] == "device" and values["KERNEL"] == "KERNEL"
+    assert (values["BOOT_NUM"], values["BOOT_FS"], values["STORAGE_NUM"], values["STORAGE_FS"]) == ("3", "hfsplus", "4", "ext4")
+    assert values["BOOT_ID"] == osboot.fs.uuid.lower() and values["STORAGE_ID"] == media.fs.uuid.replace("-", "")
+    assert values["BOOT_LABEL"] == "" and values["BOOT_LABEL_HFS"] == ""  # labels only in label mode
+    assert script.command_line == "boot=/dev/sda3 disk=/dev/sda4 quiet nosplash" and script.mode == "patchstick"
+
+
+def test_nominal_command_lines():
+    plan = plan_for()
+    assert generate(plan_for(atv_disk="/dev/sdb")).command_line == "boot=/dev/sdb3 disk=/dev/sdb4 quiet nosplash"
+    assert generate(plan, NameBy.LABEL).command_line == "boot=LABEL=OSBoot disk=LABEL=Linux quiet nosplash"
+    osboot, media = plan.partition("OSBoot"), plan.partition("Media")
+    # HFS+: the UUID blkid and busybox >= 1.21 (OpenELEC 3.x's init) derive from the volume id.
+    uuid_line = generate(plan, NameBy.UUID).command_line
+    assert uuid_line == f"boot=UUID={hfs_blkid_uuid(osboot.fs.uuid)} disk=UUID={media.fs.uuid} quiet nosplash"
+    values = dict(generate(plan, NameBy.LABEL).values)
+    assert (values["BOOT_LABEL"], values["STORAGE_LABEL"]) == ("OSBoot", "Linux")
 
 
 def test_hfs_uuid_derivation_matches_a_known_volume():
-    # A volume id and the UUID util-linux's blkid printed for it (checked again on every build
-    # in tests/test_build_image.py against blkid itself).
+    # A volume id and the UUID util-linux's blkid printed for it (and again below, on real volumes).
+    assert hfs_blkid_uuid("7B8031DCF3FA5B8D") == "615848dd-d058-31fd-99e4-46b0a4fd6c0f"
+
+
     assert hfs_blkid_uuid("7B8031DCF3FA5B8D") == "615848dd-d058-31fd-99e4-46b0a4fd6c0f"
 
 
@@ -111,56 +134,256 @@ def test_hfs_uuid_as_blkid_derives_it(tmp_path):
         assert hfs_blkid_uuid(f"{vid:016X}") == blkid.stdout.strip(), vid
 
 
-def test_fsck_follows_the_filesystem_kind():
-    layout = parse_layout(
-        """
+def test_label_forms_are_the_on_disk_bytes():
+    assert label_forms("OSBoot") == ("OSBoot".encode("utf-16-be").hex(), (b"OSBoot" + b"\0" * 10).hex(), b"OSBoot     ".hex())
+    assert label_forms("A-very-long-label-x")[1:] == ("", "")  # no ext4 or FAT label can be 19 bytes
+
+
+def test_raw_ids_are_what_is_on_the_disk(tmp_path):
+    """The script compares these with bytes it reads: they must be the very bytes (read here
+    with Python at the offsets the script uses, and named as blkid names them)."""
+    sample = write_sample(tmp_path / "s")
+    img = tmp_path / "a.img"
+    plan = build_image(img, "atv1-openelec", IMAGE_BYTES, sample, seed="ids")
+    with open(img, "rb") as f:
+        for p in plan.partitions:
+            if p.fs.kind.value in ("hfsplus", "ext4"):
+                f.seek(p.offset + 1128)
+                assert f.read(16 if p.fs.kind.value == "ext4" else 8).hex() == raw_id(p)
+            if p.fs.kind.value == "fat32":
+                f.seek(p.offset + 67)
+                assert f.read(4).hex() == raw_id(p)
+                assert blkid(img, p.offset)["UUID"] == p.fs.uuid
+            if p.fs.kind.value == "hfsplus":
+                assert blkid(img, p.offset)["UUID"] == hfs_blkid_uuid(p.fs.uuid)
+
+
+@pytest.mark.parametrize("shell", [["dash", "-n"], ["bash", "-n"], ["busybox", "sh", "-n"]])
+@pytest.mark.parametrize("name_by", list(NameBy))
+def test_script_parses_in_every_shell(tmp_path, shell, name_by):
+    path = tmp_path / "patchstick.sh"
+    path.write_text(generate(plan_for(), name_by).text)
+    r = subprocess.run([*shell, str(path)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+# ------------------------------------------------------------------------ refusals
+
+
+def _with_boot(plan, **changes):
+    return dataclasses.replace(plan, boot=dataclasses.replace(plan.boot, **changes))
+
+
+def _with_part(plan, name, **fs_changes):
+    parts = tuple(
+        dataclasses.replace(p, fs=dataclasses.replace(p.fs, **fs_changes)) if p.name == name else p for p in plan.partitions
+    )
+    return dataclasses.replace(plan, partitions=parts)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: dataclasses.replace(p, atv_disk="/dev/sda;touch /tmp/x;#"), "not a disk name the ATV has"),
+        (lambda p: dataclasses.replace(p, atv_disk="/dev/sdi"), "not a disk name the ATV has"),
+        (lambda p: _with_boot(p, kernel="KERNEL;reboot"), "plain file name"),
+        (lambda p: _with_boot(p, kernel="-KERNEL"), "plain file name"),
+        (lambda p: _with_boot(p, options='quiet "x'), "not a plain kernel parameter"),
+        (lambda p: _with_boot(p, options="quiet `reboot`"), "not a plain kernel parameter"),
+        (lambda p: _with_boot(p, options="quiet  nosplash"), "single spaces"),
+        (lambda p: _with_boot(p, options="disk=/dev/sdb4"), "set by [boot] itself"),
+        (lambda p: _with_boot(p, options="x" * 1000), "boot.efi passes at most 1024"),
+        (lambda p: _with_part(p, "OSBoot", uuid="7B8031DC'$(reboot)"), "is not 16 hex digits"),
+        (lambda p: _with_part(p, "Media", uuid="$(reboot)"), "is not a lower-case UUID"),
+    ],
+)
+def test_values_the_atv_would_not_take_are_refused(change, message):
+    with pytest.raises(BootFilesError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        generate(change(plan_for()))
+
+
+@pytest.mark.parametrize("label", ["OS Boot", "$(reboot)", "OS'Boot", "OS*", "Ü", "a" * 65, "\x07bell", "cr\r"])
+def test_labels_the_atv_cannot_match_are_refused_in_label_mode(label):
+    plan = _with_part(plan_for(), "OSBoot", label=label)
+    with pytest.raises(BootFilesError, match="cannot be named with LABEL="):
+        generate(plan, NameBy.LABEL)
+    generate(plan, NameBy.UUID)  # labels are not in the script unless it names by label
+
+
+def test_kexec_from_ext4_is_refused_at_load():
+    layout = """
         [boot]
         boot = "Boot"
         storage = "Data"
-        fsck = true
         [[partition]]
         name = "Boot"
         type = "linux"
-        start = "1MiB"
         size = "100MiB"
         fs = { kind = "ext4" }
         [[partition]]
         name = "Data"
         type = "hfsplus"
         size = "rest"
-        fs = { kind = "hfsx", journal = true }
-        """
-    )
-    script = generate(resolve(layout, 2**30, 512))
-    assert 'fsck.ext4 -p "$BOOT"' in script.text and 'fsck.hfsplus -p "$STORAGE"' in script.text
-    assert "mount -t ext4 -o ro" in script.text
+        fs = { kind = "hfsx" }
+    """
+    with pytest.raises(LayoutError, match="no ext4"):
+        parse_layout(layout)
 
 
-@pytest.mark.parametrize("shell", ["dash", "busybox"])
-def test_script_parses_in_posix_shells(tmp_path, shell):
-    path = tmp_path / "patchstick.sh"
-    path.write_text(generate(plan_for()).text)
-    command = [shell, "sh", "-n", str(path)] if shell == "busybox" else [shell, "-n", str(path)]
-    subprocess.run(command, check=True)
+# ------------------------------------------------------------------------ the emulated ATV
 
 
-def test_script_runs_with_recorders(tmp_path):
-    """Run the script with fsck, mount and kexec replaced by recorders: the calls and their order."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls"
-    for tool in ("fsck.hfsplus", "fsck.ext4", "mount", "kexec", "mkdir"):
-        (bin_dir / tool).write_text(f'#!/bin/sh\nprintf "%s" "{tool}" >> {log}\nfor a in "$@"; do printf " [%s]" "$a" >> {log}; done\necho >> {log}\n')
-        (bin_dir / tool).chmod(0o755)
-    script = tmp_path / "patchstick.sh"
-    script.write_text(generate(plan_for()).text)
-    # dash: busybox-static prefers its own applets to PATH (the qemu rehearsal runs busybox).
-    subprocess.run(["dash", str(script)], check=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
-    assert log.read_text().splitlines() == [
-        "fsck.hfsplus [-p] [/dev/sda3]",
-        "fsck.ext4 [-p] [/dev/sda4]",
-        "mkdir [-p] [/boot]",
-        "mount [-t] [hfsplus] [-o] [ro] [/dev/sda3] [/boot]",
-        "kexec [-l] [/boot/KERNEL] [--command-line=boot=/dev/sda3 disk=/dev/sda4 quiet nosplash]",
-        "kexec [-e]",
+@pytest.fixture(scope="module")
+def disks(tmp_path_factory):
+    """Partitions of three atvdisk disks: A and B (atv1-openelec, different identifiers) and F
+    (Apple's stock layout, whose HFS+ partition 3 is labelled OSBoot, as atv1-openelec's)."""
+    tmp = tmp_path_factory.mktemp("boot-disks")
+    sample = write_sample(tmp / "sample")
+    out = {}
+    for name, layout, size in (("A", "atv1-openelec", IMAGE_BYTES), ("B", "atv1-openelec", IMAGE_BYTES), ("F", "atv1-factory", FACTORY_BYTES)):
+        img = tmp / f"{name}.img"
+        plan = build_image(img, layout, size, sample, seed=f"disk-{name}")
+        out[name] = (img, plan, extract_partitions(img, plan, tmp / name))
+    return out
+
+
+def _uuid(disks, name: str, number: int) -> str:
+    img, plan, _ = disks[name]
+    return blkid(img, plan.partitions[number - 1].offset)["UUID"]
+
+
+def _expected_calls(disk: str, cmdline: str, here: str) -> list[tuple[str, ...]]:
+    return [
+        ("fsck.hfsplus", "-p", f"/dev/{disk}3"),  # no fsck.ext4 in 2008's userland: not called
+        ("mount", "-t", "hfsplus", "-o", "ro", f"/dev/{disk}3", "/boot"),
+        ("kexec", "-l", "/boot/KERNEL", f"--command-line={cmdline}"),
+        ("umount", "/boot"),
+        ("mount", "-o", "remount,ro", here),
+        ("kexec", "-e"),
     ]
+
+
+# (scenario, attached disks {ATV name: disk}, the disk whose script runs, the partition it runs from)
+SCENARIOS = {
+    "alone-as-sda": ({"sda": "A"}, "A", "sda2"),
+    "alone-as-usb-sdb": ({"sdb": "A"}, "A", "sdb2"),
+    "usb-stick-first": ({"sda": "A", "sdb": "B"}, "B", "sdb2"),  # what atv-bootloader runs: USB first
+    "internal-with-stick": ({"sda": "A", "sdb": "B"}, "A", "sda2"),
+    "clone-on-usb": ({"sda": "A", "sdb": "A"}, "A", "sdb2"),  # the same image written twice
+    "stick-with-apple-disk": ({"sda": "F", "sdb": "A"}, "A", "sdb2"),  # Apple's OSBoot is also "OSBoot"
+}
+
+
+def expected_command_line(disks, scenario: str, name_by: NameBy) -> tuple[str, str]:
+    """(ATV disk the script must boot, OpenELEC's command line), written out per scenario."""
+    attached, owner, runs_from = SCENARIOS[scenario]
+    disk = runs_from[:3]
+    dev = (f"/dev/{disk}3", f"/dev/{disk}4")
+    uuid = (f"UUID={_uuid(disks, owner, 3)}", f"UUID={_uuid(disks, owner, 4)}")
+    label = ("LABEL=OSBoot", "LABEL=Linux")
+    others = [d for a, d in attached.items() if a != disk]
+    if name_by is NameBy.DEVICE:
+        spec = dev
+    elif scenario == "clone-on-usb":  # same labels and same ids on the other disk: devices
+        spec = dev
+    elif name_by is NameBy.UUID:
+        spec = uuid
+    elif not others:
+        spec = label
+    elif scenario == "stick-with-apple-disk":  # OSBoot clashes with Apple's; Linux does not
+        spec = (uuid[0], label[1])
+    else:  # another atvdisk disk carries both labels
+        spec = uuid
+    return disk, f"boot={spec[0]} disk={spec[1]} quiet nosplash"
+
+
+@pytest.mark.parametrize("name_by", list(NameBy))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_script_boots_its_own_disk_in_the_emulated_atv(disks, tmp_path, scenario, name_by):
+    attached, owner, runs_from = SCENARIOS[scenario]
+    plan = disks[owner][1]
+    run = run_script(generate(plan, name_by).text, {a: disks[d][2] for a, d in attached.items()}, tmp_path / "atv", runs_from=runs_from)
+    disk, cmdline = expected_command_line(disks, scenario, name_by)
+    here = str(tmp_path / "atv" / "rootfs")
+    assert run.calls == _expected_calls(disk, cmdline, here), run.stderr
+    assert run.handed_over and run.rc == -9, run.stderr  # killed by the kexec -e recorder: no return
+    assert run.stdout == ""  # everything goes to stderr (rcS swallows stdout)
+    assert "not found" not in run.stderr  # only the 2008 userland's commands are used
+    assert f"atvdisk boot: starting OpenELEC: /dev/{disk}3:/KERNEL {cmdline}" in run.stderr
+    if disk != "sda":
+        assert f"this disk is /dev/{disk} here (it was built as /dev/sda)" in run.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash"])
+@pytest.mark.parametrize("name_by", list(NameBy))
+def test_script_runs_alike_under_bash(disks, tmp_path, shell, name_by):
+    _, plan, parts = disks["B"]
+    run = run_script(generate(plan, name_by).text, {"sda": disks["A"][2], "sdb": parts}, tmp_path / "atv", runs_from="sdb2", shell=shell)
+    _, cmdline = expected_command_line(disks, "usb-stick-first", name_by)
+    assert run.kexec_load() == ("kexec", "-l", "/boot/KERNEL", f"--command-line={cmdline}") and run.handed_over, run.stderr
+
+
+def test_the_image_holds_the_generated_script(disks):
+    img, plan, _ = disks["A"]
+    rec = plan.partition("Recovery")
+    assert read_small_file(str(img), rec.offset, rec.size_bytes, "patchstick.sh") == generate(plan).text.encode()
+
+
+def test_script_found_elsewhere_uses_the_one_disk_that_holds_its_partitions(disks, tmp_path):
+    _, plan, parts = disks["B"]
+    run = run_script(generate(plan).text, {"sda": disks["A"][2], "sdb": parts}, tmp_path / "atv", runs_from=None)
+    assert run.kexec_load()[-1] == "--command-line=boot=/dev/sdb3 disk=/dev/sdb4 quiet nosplash" and run.handed_over
+    assert "running from an unknown partition; OpenELEC's partitions are on /dev/sdb" in run.stderr
+    assert ("mount", "-o", "remount,ro", str(tmp_path / "atv" / "rootfs")) not in run.calls  # not ours to remount
+
+
+def test_no_disk_holds_its_partitions_fails_loudly_before_kexec(disks, tmp_path):
+    _, plan, _ = disks["B"]
+    run = run_script(generate(plan).text, {"sda": disks["A"][2], "sdb": disks["F"][2]}, tmp_path / "atv", runs_from="sda2")
+    assert run.rc == 1 and not [c for c in run.calls if c[0] == "kexec"]
+    assert "OpenELEC's partitions (partition 3: hfsplus id" in run.stderr and "are on none of the disks: /dev/sda /dev/sdb" in run.stderr
+    assert "telnet rescue shell" in run.stderr and run.stdout == ""
+
+
+def test_copies_without_the_running_one_are_refused(disks, tmp_path):
+    _, plan, parts = disks["A"]
+    run = run_script(generate(plan).text, {"sda": parts, "sdb": parts, "sdc": disks["F"][2]}, tmp_path / "atv", runs_from="sdc2")
+    assert run.rc == 1 and "on several disks: /dev/sda /dev/sdb" in run.stderr and not run.calls
+
+
+def test_missing_kernel_fails_before_kexec_and_unmounts(disks, tmp_path):
+    _, plan, parts = disks["A"]
+    run = run_script(generate(plan).text, {"sda": parts}, tmp_path / "atv", kernel=None)
+    assert run.rc == 1 and "no KERNEL on /dev/sda3" in run.stderr
+    assert run.calls[-1] == ("umount", "/boot") and not [c for c in run.calls if c[0] == "kexec"]
+
+
+@pytest.mark.parametrize(("fsck_rc", "said"), [(1, None), (4, "fsck.hfsplus -p /dev/sda3 exit status 4: starting OpenELEC anyway")])
+def test_fsck_results_never_stop_the_boot(disks, tmp_path, fsck_rc, said):
+    _, plan, parts = disks["A"]
+    run = run_script(generate(plan).text, {"sda": parts}, tmp_path / "atv", fsck_rc=fsck_rc)
+    assert run.handed_over
+    assert (said in run.stderr) if said else ("exit status" not in run.stderr)
+
+
+def test_absent_fsck_tools_are_skipped_with_a_note(disks, tmp_path):
+    _, plan, parts = disks["A"]
+    run = run_script(generate(plan).text, {"sda": parts}, tmp_path / "atv", recorded=("mount", "umount", "kexec"))
+    assert run.handed_over and run.calls[0][0] == "mount"
+    assert "no fsck.hfsplus here: /dev/sda3 not checked" in run.stderr and "no fsck.ext4 here: /dev/sda4 not checked" in run.stderr
+
+
+def test_without_fsck_in_the_layout_nothing_is_checked(disks, tmp_path):
+    _, plan, parts = disks["A"]
+    run = run_script(generate(_with_boot(plan, fsck=False)).text, {"sda": parts}, tmp_path / "atv")
+    assert run.handed_over and not [c for c in run.calls if c[0].startswith("fsck")] and "fsck" not in run.stderr
+
+
+def test_sandbox_has_no_findfs_blkid_or_fsck_ext4(tmp_path):
+    """The emulation is only as good as its PATH: a script calling findfs must fail in it."""
+    script = "#!/bin/sh\nfor t in findfs blkid fsck.ext4 hexdump dd; do command -v $t >/dev/null && echo $t-present >&2 || echo $t-missing >&2; done\n"
+    run = run_script(script, {}, tmp_path / "atv", runs_from=None)
+    for tool in ("findfs", "blkid", "fsck.ext4"):
+        assert f"{tool}-missing" in run.stderr
+    for tool in ("hexdump", "dd"):
+        assert f"{tool}-present" in run.stderr

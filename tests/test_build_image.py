@@ -146,7 +146,7 @@ def test_media_ext4_with_seeds_owned_by_root(openelec_image):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Block size:               4096" in tool("dumpe2fs", "-h", spec)
     listing = {}
-    for d in ("/", "/.config", "/.xbmc"):
+    for d in ("/", "/.config", "/.xbmc", "/.cache/services"):
         for line in tool("debugfs", "-R", f"ls -p {d}", spec).splitlines():
             parts = line.split("/")
             if len(parts) > 6 and parts[5] not in (".", ".."):
@@ -154,6 +154,9 @@ def test_media_ext4_with_seeds_owned_by_root(openelec_image):
     assert listing["/.config/ssh_enable"] == ("100644", "0", "0", "0")
     assert listing["/.cache"][0] == "040755" and listing["/.cache"][1:3] == ("0", "0")
     assert listing["/.xbmc/userdata"][0] == "040755"
+    # SSH on for every release: 2.0/3.0 read ssh_enable, 3.2 reads .cache/services/ssh.conf.
+    assert listing["/.cache/services/ssh.conf"][:3] == ("100644", "0", "0")
+    assert tool("debugfs", "-R", "cat /.cache/services/ssh.conf", spec) == "SSHD_START=true\n"
 
 
 def test_recovery_holds_restore_then_recovery_keyword_and_boot_script(openelec_image, sample):
@@ -235,7 +238,8 @@ def test_factory_layout_with_journaled_hfs(tmp_path, sample):
 def test_dry_run_writes_nothing(tmp_path):
     img = tmp_path / "never.img"
     r = atvdisk("build", img, "--size", "4G", "--example", "--dry-run")
-    assert "Dry run: nothing was written" in r.stdout and "kexec -l /boot/KERNEL" in r.stdout
+    assert "Dry run: nothing was written" in r.stdout and 'kexec -l "/boot/$KERNEL"' in r.stdout
+    assert "'boot=/dev/sda3 disk=/dev/sda4 quiet nosplash'" in r.stdout and "KERNEL='KERNEL'" in r.stdout
     assert not img.exists() and list(tmp_path.iterdir()) == []
 
 

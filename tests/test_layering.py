@@ -17,13 +17,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "atvdisk"
 
 # The rooms, bottom to top, and the rooms (plus spine modules) each may import.
-SPINE = {"atvdisk", "atvdisk.__main__", "atvdisk.build", "atvdisk.verify", "atvdisk.bootscript", "atvdisk.errors", "atvdisk.run", "atvdisk.progress", "atvdisk.manifest"}
+SPINE = {"atvdisk", "atvdisk.__main__", "atvdisk.build", "atvdisk.verify", "atvdisk.bootscript", "atvdisk.bootplist", "atvdisk.errors", "atvdisk.run", "atvdisk.progress", "atvdisk.manifest"}
 # layout/ is pure; the HFS+ rules it validates names and journal sizes against are pure too.
 HFS_RULES = {"atvdisk.fs.hfsplus.unicode", "atvdisk.fs.hfsplus.sizing"}
 ALLOWED = {
     "layout": {"layout", "atvdisk.errors"} | HFS_RULES,
-    # The generated boot script is one of the inputs a partition's contents name.
-    "inputs": {"inputs", "layout", "atvdisk.errors", "atvdisk.bootscript"},
+    # The generated boot script and boot plist are among the inputs a partition's contents name.
+    "inputs": {"inputs", "layout", "atvdisk.errors", "atvdisk.bootscript", "atvdisk.bootplist"},
     "fs": {"fs", "inputs", "layout", "atvdisk.errors", "atvdisk.run", "atvdisk.progress"},
     "target": {"target", "layout", "atvdisk.errors", "atvdisk.run"},
     # write/extract/backup: above the target room (it reaches disks only through it), beside the

@@ -81,7 +81,7 @@ def test_manifest_lists_what_the_filesystems_hold(built):
     ssh = subprocess.run(["debugfs", "-R", "cat /.config/ssh_enable", f"{img}?offset={media.offset}"], capture_output=True, check=True).stdout
     recorded = {e["path"]: e for e in parts[4]["entries"]}
     assert recorded[".config/ssh_enable"]["sha256"] == hashlib.sha256(ssh).hexdigest()
-    assert {p for p, e in recorded.items() if e["kind"] == "dir"} == {".config", ".cache", ".xbmc", ".xbmc/userdata"}
+    assert {p for p, e in recorded.items() if e["kind"] == "dir"} == {".config", ".cache", ".cache/services", ".xbmc", ".xbmc/userdata"}
 
 
 def test_verify_with_no_options_uses_the_manifest(built):

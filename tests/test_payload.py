@@ -8,7 +8,13 @@ import tarfile
 import pytest
 
 from atvdisk.errors import InputError
-from atvdisk.inputs.payload import BOOT_EFI_SIZE, OpenElecRelease, inspect_recovery
+from atvdisk.inputs.payload import (
+    BOOT_EFI_SIZE,
+    OpenElecRelease,
+    check_release_fits,
+    fitting_layouts,
+    inspect_boot_efi,
+)
 from atvdisk.inputs.sample import write_sample
 from atvdisk.inputs.tree import FileTree, Inline
 
@@ -99,43 +105,88 @@ def test_release_tarball_with_bad_md5(tmp_path):
         OpenElecRelease.open(str(tar_path))
 
 
-def _recovery_tree(flags: str | None, efi_size: int | None = BOOT_EFI_SIZE):
+def _efi_tree(efi_size: int | None):
     tree = FileTree(default_mtime=0)
     if efi_size is not None:
         tree.add_file("boot.efi", Inline(b"x"), efi_size)
-    if flags is not None:
-        data = plistlib.dumps({"Kernel Flags": flags})
-        tree.add_file("com.apple.Boot.plist", Inline(data), len(data))
     return tree
 
 
-def _read(node):
-    return node.source.data
-
-
-def test_patchstick_mode_runs_patchstick_sh():
-    report = inspect_recovery(_recovery_tree("atv-boot=patchstick video=vesafb"), "patchstick.sh", _read)
-    assert report.kernel_flags == "atv-boot=patchstick video=vesafb" and report.boot_mode == "patchstick"
-    assert report.warnings == ()
-
-
-@pytest.mark.parametrize(
-    "flags, script, warning",
-    [
-        ("atv-boot=manual", "patchstick.sh", "atv-boot=manual, which runs boot_linux.sh, but the boot script is /patchstick.sh"),
-        ("atv-boot=patchstick", "boot_linux.sh", "runs patchstick.sh, but the boot script is /boot_linux.sh"),
-        ("atv-boot=none", "patchstick.sh", "atv-bootloader will not run the generated /patchstick.sh"),
-        ("video=vesafb", "patchstick.sh", "atv-boot=auto"),
-    ],
-)
-def test_boot_mode_mismatch_warns(flags, script, warning):
-    report = inspect_recovery(_recovery_tree(flags), script, _read)
-    assert any(warning in w for w in report.warnings), report.warnings
-
-
 def test_boot_efi_checks():
-    assert any("no boot.efi" in w for w in inspect_recovery(_recovery_tree("atv-boot=patchstick", None), "patchstick.sh", _read).warnings)
-    assert any("not the 298800 bytes" in w for w in inspect_recovery(_recovery_tree("atv-boot=patchstick", 1234), "patchstick.sh", _read).warnings)
+    assert inspect_boot_efi(_efi_tree(BOOT_EFI_SIZE)) == []
+    assert any("no boot.efi" in w for w in inspect_boot_efi(_efi_tree(None)))
+    assert any("not the 298800 bytes" in w for w in inspect_boot_efi(_efi_tree(1234)))
+
+
+def release4_dir(tmp_path, *, md5=True):
+    d = tmp_path / "rel4"
+    d.mkdir()
+    for name, data in (("MACH_KERNEL", b"M" * 700), ("SYSTEM", b"S" * 900)):
+        (d / name).write_bytes(data)
+        if md5:
+            (d / f"{name}.md5").write_text(hashlib.md5(data).hexdigest() + f"  target/{name}\n")
+    return d
+
+
+def test_4x_release_directory_has_mach_kernel(tmp_path):
+    rel = OpenElecRelease.open(str(release4_dir(tmp_path)))
+    assert set(rel.files) == {"MACH_KERNEL", "SYSTEM", "MACH_KERNEL.md5", "SYSTEM.md5"}
+    assert rel.kernels == ("MACH_KERNEL",)
+    assert "4.x" in rel.describe()
+    assert fitting_layouts(rel) == ["atv1-openelec4"]
+
+
+def test_4x_release_md5_of_mach_kernel_is_checked(tmp_path):
+    d = release4_dir(tmp_path)
+    (d / "MACH_KERNEL").write_bytes(b"M" * 699 + b"X")
+    with pytest.raises(InputError, match="MACH_KERNEL does not match MACH_KERNEL.md5"):
+        OpenElecRelease.open(str(d))
+
+
+def test_4x_release_tarball(tmp_path):
+    d = release4_dir(tmp_path)
+    tar_path = tmp_path / "OpenELEC-ATV.i386-4.2.1.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for name in ("MACH_KERNEL", "SYSTEM", "MACH_KERNEL.md5", "SYSTEM.md5"):
+            tar.add(d / name, arcname=f"OpenELEC-ATV.i386-4.2.1/target/{name}")
+    rel = OpenElecRelease.open(str(tar_path))
+    assert rel.kernels == ("MACH_KERNEL",) and rel.read("MACH_KERNEL") == b"M" * 700
+
+
+def test_extracted_release_directory_holding_target_is_accepted(tmp_path):
+    top = tmp_path / "OpenELEC-ATV.i386-3.2.4"
+    top.mkdir()
+    release_dir(tmp_path).rename(top / "target")
+    (top / "README").write_text("an extracted release\n")
+    rel = OpenElecRelease.open(str(top))
+    assert set(rel.files) == {"KERNEL", "SYSTEM", "KERNEL.md5", "SYSTEM.md5"}
+    assert fitting_layouts(rel) == ["atv1-openelec"]
+
+
+def test_release_without_any_kernel_names_both(tmp_path):
+    d = release_dir(tmp_path)
+    (d / "KERNEL").unlink()
+    with pytest.raises(InputError, match=r"missing KERNEL \(1.x-3.2\) or MACH_KERNEL \(4.x\)"):
+        OpenElecRelease.open(str(d))
+
+
+@pytest.mark.parametrize(("kernel", "layout", "fits"), [("KERNEL", "atv1-openelec4", "atv1-openelec"), ("MACH_KERNEL", "atv1-openelec", "atv1-openelec4")])
+def test_a_release_that_does_not_fit_names_the_layout_that_does(tmp_path, kernel, layout, fits):
+    rel = OpenElecRelease.open(str(release_dir(tmp_path) if kernel == "KERNEL" else release4_dir(tmp_path)))
+    other = "MACH_KERNEL" if kernel == "KERNEL" else "KERNEL"
+    with pytest.raises(InputError) as info:
+        check_release_fits(rel, other, layout)
+    assert f"layout {layout} boots {other}, which it does not have" in str(info.value)
+    assert f"--layout {fits}" in info.value.hint
+    check_release_fits(rel, kernel, fits)  # no error
+
+
+def test_oversized_md5_file_is_refused_before_reading(tmp_path):
+    d = release_dir(tmp_path)
+    with open(d / "SYSTEM.md5", "r+b") as f:
+        f.truncate(2 << 20)
+    with pytest.raises(InputError, match="an md5 file is a line of text"):
+        OpenElecRelease.open(str(d))
 
 
 def test_sample_payload_is_deterministic_and_consistent(tmp_path):
@@ -152,3 +203,7 @@ def test_sample_payload_is_deterministic_and_consistent(tmp_path):
         flags = plistlib.load(io.BytesIO(tar.extractfile("com.apple.Boot.plist").read()))["Kernel Flags"]
         assert "atv-boot=patchstick" in flags
         assert {"patchstick.sh", "patchstick.boot", "mach_kernel"} <= set(tar.getnames())
+    rel4 = OpenElecRelease.open(str(a.openelec4))  # a 4.x release: MACH_KERNEL, no KERNEL
+    assert rel4.kernels == ("MACH_KERNEL",)
+    assert a.openelec_for("MACH_KERNEL") == a.openelec4 and a.openelec_for("KERNEL") == a.openelec
+    assert (a.openelec4 / "MACH_KERNEL").read_bytes() == (b.openelec4 / "MACH_KERNEL").read_bytes()

@@ -33,8 +33,14 @@ from atvdisk.errors import (
     UsageError,
     VerifyError,
 )
-from atvdisk.inputs.payload import Inputs, OpenElecRelease, check_input_file
+from atvdisk.inputs.payload import (
+    Inputs,
+    OpenElecRelease,
+    check_input_file,
+    fitting_layouts,
+)
 from atvdisk.inputs.sample import write_sample
+from atvdisk.layout import atv
 from atvdisk.layout.plan import Plan
 from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import Layout, NameBy, load_layout
@@ -64,10 +70,14 @@ def _epoch() -> int:
         raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds", hint="unset it or give an integer") from None
 
 
-def _atv_disk(value: str | None) -> str | None:
+def _atv_disk_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--atv-disk: only names the ATV has (sda..sdh, with or without /dev/)."""
     if value is None:
         return None
-    return value if value.startswith("/dev/") else f"/dev/{value}"
+    try:
+        return atv.atv_disk(value)
+    except atv.AtvValueError as e:
+        raise click.BadParameter(f"{e.message} ({e.hint})") from None
 
 
 @dataclass(frozen=True)
@@ -78,30 +88,53 @@ class InputOptions:
     example: bool
 
 
-def _inputs(opts: InputOptions, layout: Layout, stack: ExitStack, progress: Progress | None = None) -> Inputs:
-    openelec, restore, recovery = opts.openelec, opts.restore, opts.recovery
+def _inputs(opts: InputOptions, layout: Layout, stack: ExitStack, progress: Progress | None = None, release: OpenElecRelease | None = None) -> Inputs:
+    """The inputs for ``layout``; --example gives the sample release the layout boots."""
+    if release is None and opts.openelec:
+        release = OpenElecRelease.open(opts.openelec, check=False)  # md5: in prepare()
+    restore, recovery = opts.restore, opts.recovery
     if opts.example:
         sample_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="atvdisk-sample-"))
         with progress.step("write the sample payload (--example: a fake KERNEL, SYSTEM and tarballs)") if progress else ExitStack():
             sample = write_sample(sample_dir)
-        openelec = openelec or str(sample.openelec)
+        if release is None:
+            release = OpenElecRelease.open(str(sample.openelec_for(layout.boot.kernel if layout.boot else "KERNEL")), check=False)
         restore = restore or str(sample.restore)
         recovery = recovery or str(sample.recovery)
     return Inputs(
-        openelec=OpenElecRelease.open(openelec, check=False) if openelec else None,  # md5: in prepare()
+        openelec=release,
         restore=check_input_file("--restore", restore),
         recovery=check_input_file("--recovery", recovery),
         layout_dir=layout.directory,
     )
 
 
+def _choose_layout(console: Console, opts: InputOptions, layout_name: str) -> tuple[Layout, OpenElecRelease | None]:
+    """The layout, and the release if one was given. Without --layout, a 4.x release (MACH_KERNEL,
+    no KERNEL) picks atv1-openelec4, and says so."""
+    release = OpenElecRelease.open(opts.openelec, check=False) if opts.openelec else None  # md5: in prepare()
+    if release is not None and _layout_is_default():
+        boot = load_layout(layout_name).boot
+        if boot is not None and boot.kernel not in release.files:
+            fitting = fitting_layouts(release)
+            if fitting:
+                console.info(f"--openelec {release.path} is {release.describe()}: using layout {fitting[0]} (give --layout to choose another)")
+                layout_name = fitting[0]
+    return load_layout(layout_name), release
+
+
+def _layout_is_default() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source("layout_name") is click.core.ParameterSource.DEFAULT
+
+
 def input_options(f):  # noqa: ANN001, ANN201 - a click decorator
     f = click.option("--example", is_flag=True, help="Use the bundled sample payload (fake KERNEL, SYSTEM and tarballs) for inputs not given.")(f)
     f = click.option("--recovery", type=click.Path(dir_okay=False), help="atv_recovery.tar.gz: the patchstick files.")(f)
     f = click.option("--restore", type=click.Path(dir_okay=False), help="atv_restore.tar.gz: Apple's restore files (boot.efi, ...).")(f)
-    f = click.option("--openelec", type=click.Path(), help="OpenELEC: a directory with KERNEL and SYSTEM, or the OpenELEC-ATV.i386-*.tar release.")(f)
-    f = click.option("--name-by", type=click.Choice([n.value for n in NameBy]), default=None, help="How the boot script names partitions [default: the layout's, device].")(f)
-    f = click.option("--atv-disk", metavar="sda|sdb", default=None, help="The disk's name on the ATV [default: the layout's, sda (internal)].")(f)
+    f = click.option("--openelec", type=click.Path(), help="OpenELEC: the OpenELEC-ATV.i386-*.tar release, or its directory (KERNEL or MACH_KERNEL, and SYSTEM).")(f)
+    f = click.option("--name-by", type=click.Choice([n.value for n in NameBy]), default=None, help="How OpenELEC's boot=/disk= name partitions [default: the layout's, device].")(f)
+    f = click.option("--atv-disk", metavar="sda|sdb", default=None, callback=_atv_disk_option, help="The disk's name on the ATV, sda to sdh [default: the layout's, sda (internal)].")(f)
     f = seed_option(f)
     return layout_option(f)
 
@@ -118,9 +151,10 @@ def input_options(f):  # noqa: ANN001, ANN201 - a click decorator
 @click.option("--no-verify", is_flag=True, help="Skip reading everything back at the end.")
 @click.option("--bmap", "with_bmap", is_flag=True, help="Also write IMAGE.bmap, for `bmaptool copy` (image files).")
 @click.option("--compress", type=click.Choice(["gz", "xz"]), default=None, help="Write the image compressed, as IMAGE.gz or IMAGE.xz (image files).")
+@click.option("--keep-boot-plist", is_flag=True, help="Keep the recovery's com.apple.Boot.plist as it is (refused if atv-bootloader would then not run the boot script).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.pass_obj
-def build_cmd(console: Console, target: str, layout_name: str, seed: str | None, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, size: Quantity | None, loop: bool, dry_run: bool, yes: bool, unmount: bool, force: bool, no_verify: bool, with_bmap: bool, compress: str | None, as_json: bool) -> None:  # noqa: ANN001
+def build_cmd(console: Console, target: str, layout_name: str, seed: str | None, atv_disk: str | None, name_by: str | None, openelec, restore, recovery, example: bool, size: Quantity | None, loop: bool, dry_run: bool, yes: bool, unmount: bool, force: bool, no_verify: bool, with_bmap: bool, compress: str | None, keep_boot_plist: bool, as_json: bool) -> None:  # noqa: ANN001
     """Build the ATV disk on TARGET: a disk (/dev/sdX, /dev/mmcblkN, /dev/nvmeXnY, /dev/loopN)
     or an image file (created with --size).
 
@@ -131,9 +165,10 @@ def build_cmd(console: Console, target: str, layout_name: str, seed: str | None,
           --restore atv_restore.tar.gz --recovery atv_recovery.tar.gz
       atvdisk build /dev/sdf ... --dry-run
     """
-    layout = load_layout(layout_name)
+    opts = InputOptions(openelec, restore, recovery, example)
+    layout, release = _choose_layout(console, opts, layout_name)
     seed = seed or layout.disk.seed or BuildSettings.new_seed()
-    settings_base = dict(layout=layout, epoch=_epoch(), seed=seed, name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
+    settings_base = dict(layout=layout, epoch=_epoch(), seed=seed, name_by=NameBy(name_by) if name_by else None, atv_disk=atv_disk, keep_boot_plist=keep_boot_plist)
     # The target's kind and size first (cheap, and refuses an existing image without --force),
     # then the inputs (md5 sums and every tarball member are read).
     final = target
@@ -157,7 +192,7 @@ def build_cmd(console: Console, target: str, layout_name: str, seed: str | None,
         _announce(progress, layout, disk_bytes, sector, example=example, steps=None if dry_run else dict(known_zero=kind is TargetKind.IMAGE and not loop, verify_after=not no_verify))
         if not dry_run:
             progress.expect(0, steps=int(with_bmap) + int(compress is not None))
-        inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack, progress)
+        inputs = _inputs(opts, layout, stack, progress, release)
         settings = BuildSettings(inputs=inputs, **settings_base)
         progress.expect(_input_bytes(inputs) * (1 + passes))
         if dry_run:
@@ -409,7 +444,7 @@ def _count_steps(plan: Plan, *, known_zero: bool, verify_after: bool) -> int:
 
 def _verify_step(prepared: Prepared, device: str, progress: Progress, workdir: str) -> VerifyReport:
     with progress.step("verify: read everything back and compare with the plan and the sources", total=_data_bytes(prepared)):
-        report = verify(device, prepared.plan, prepared.contents, workdir=workdir, known_hashes=prepared.hashes)
+        report = verify(device, prepared.plan, prepared.contents, workdir=workdir, known_hashes=prepared.hashes, plist=prepared.plist_expectation)
     if report.mismatches:
         raise VerifyError(report.mismatches, hint="the target does not hold what was planned; see the list above")
     return report
@@ -418,8 +453,10 @@ def _verify_step(prepared: Prepared, device: str, progress: Progress, workdir: s
 def _show_warnings(console: Console, prepared: Prepared) -> None:
     for w in prepared.warnings:
         console.warn(w)
-    if prepared.boot_report and prepared.boot_report.kernel_flags is not None:
-        console.info(f"Recovery's com.apple.Boot.plist Kernel Flags: {prepared.boot_report.kernel_flags!r}")
+    for n in prepared.notices:
+        console.info(f"note: {n}")
+    if prepared.bootplist is not None:
+        console.info(f"com.apple.Boot.plist: Kernel {prepared.bootplist.kernel}, Kernel Flags {prepared.bootplist.kernel_flags!r}")
 
 
 def _print_dry_run(console: Console, prepared: Prepared, target: str, kind: TargetKind, as_json: bool) -> None:
@@ -427,8 +464,12 @@ def _print_dry_run(console: Console, prepared: Prepared, target: str, kind: Targ
         console.out(json.dumps(_summary(prepared, target, None, None, dry_run=True), indent=2, ensure_ascii=False))
         return
     console.out(prepared.plan.render())
+    if prepared.bootplist is not None:
+        console.out(f"\ncom.apple.Boot.plist: Kernel {prepared.bootplist.kernel}, Kernel Flags {prepared.bootplist.kernel_flags!r}")
+        for n in prepared.notices:
+            console.out(f"  note: {n}")
     if prepared.bootscript is not None:
-        console.out("\nBoot script (" + (prepared.boot_report and "Kernel Flags " + repr(prepared.boot_report.kernel_flags) or "no boot plist") + "):")
+        console.out(f"\nBoot script (OpenELEC's command line when this disk is alone: {prepared.bootscript.command_line!r}):")
         console.out("  " + prepared.bootscript.text.rstrip().replace("\n", "\n  "))
     for number, pc in sorted(prepared.contents.items()):
         files = sum(1 for _ in pc.tree.files())
@@ -445,9 +486,19 @@ def _summary(prepared: Prepared, target: str, result: BuildResult | None, report
         "dry_run": dry_run,
         "plan": prepared.plan.to_dict(),
         "boot_script": prepared.bootscript.text if prepared.bootscript else None,
-        "kernel_command_line": prepared.bootscript.command_line if prepared.bootscript else None,
-        "kernel_flags": prepared.boot_report.kernel_flags if prepared.boot_report else None,
+        "kernel_command_line": prepared.bootscript.command_line if prepared.bootscript else (prepared.bootplist.kernel_flags if prepared.bootplist else None),
+        "kernel_flags": prepared.bootplist.kernel_flags if prepared.bootplist else None,
+        "boot_plist": None
+        if prepared.bootplist is None
+        else {
+            "kernel": prepared.bootplist.kernel,
+            "kernel_flags": prepared.bootplist.kernel_flags,
+            "original_kernel_flags": prepared.bootplist.original_flags,
+            "changed": prepared.bootplist.changed,
+            "note": prepared.bootplist.note,
+        },
         "warnings": prepared.warnings,
+        "notices": prepared.notices,
         "steps": [{"step": r.description, "seconds": round(r.seconds, 3), "ok": r.ok} for r in result.progress.records] if result else [],
         "seconds": round(result.seconds, 3) if result else None,
         "prepare_seconds": round(result.prepare_seconds, 3) if result else None,
@@ -492,7 +543,7 @@ def verify_cmd(ctx: click.Context, target: str, layout_name: str, seed: str | No
         if found is not None:
             m = found.manifest
             plan, report = verify_manifest(target, found, info.size_bytes, info.sector_size, workdir=workdir)
-            for what, value, recorded in (("layout", layout_name, m.layout_name), ("seed", seed, m.seed), ("--atv-disk", _atv_disk(atv_disk), m.atv_disk), ("--name-by", name_by, m.name_by.value if m.name_by else None)):
+            for what, value, recorded in (("layout", layout_name, m.layout_name), ("seed", seed, m.seed), ("--atv-disk", atv_disk, m.atv_disk), ("--name-by", name_by, m.name_by.value if m.name_by else None)):
                 key = {"layout": "layout_name", "seed": "seed", "--atv-disk": "atv_disk", "--name-by": "name_by"}[what]
                 if given[key] and value != recorded:
                     report.bad(f"the manifest says {what} {recorded!r}, not {value!r}")
@@ -511,13 +562,13 @@ def verify_cmd(ctx: click.Context, target: str, layout_name: str, seed: str | No
         else:
             if not any(given.values()) and not any_input:
                 console.info(f"{target} carries no atvdisk manifest: checking it against the default layout (give the build's --layout and inputs)")
-            layout = load_layout(layout_name)
-            inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack)
-            settings = BuildSettings(layout=layout, inputs=inputs, epoch=_epoch(), seed=seed, name_by=NameBy(name_by) if name_by else None, atv_disk=_atv_disk(atv_disk))
+            layout, release = _choose_layout(console, InputOptions(openelec, restore, recovery, example), layout_name)
+            inputs = _inputs(InputOptions(openelec, restore, recovery, example), layout, stack, release=release)
+            settings = BuildSettings(layout=layout, inputs=inputs, epoch=_epoch(), seed=seed, name_by=NameBy(name_by) if name_by else None, atv_disk=atv_disk)
             unchecked = []
             prepared = prepare(settings, info.size_bytes, info.sector_size, skipped=unchecked)
             complete = {n: pc.complete for n, pc in prepared.contents.items()}
-            report = verify(target, prepared.plan, prepared.contents, complete=complete, workdir=workdir)
+            report = verify(target, prepared.plan, prepared.contents, complete=complete, workdir=workdir, plist=prepared.plist_expectation)
             report.unchecked.extend(unchecked)
     if as_json:
         console.out(json.dumps({"format": "atvdisk-verify/1", "target": target, "manifest": found is not None, "checked": report.checked, "mismatches": report.mismatches, "unchecked": report.unchecked}, indent=2, ensure_ascii=False))

@@ -202,6 +202,22 @@ def read(device: str, offset: int, length: int):  # noqa: ANN201 - (VolumeInfo, 
     return info, entries
 
 
+def read_small_file(device: str, offset: int, length: int, path: str, limit: int = 1 << 20) -> bytes | None:
+    """The data of the file at ``path`` on the volume (None if there is none); at most ``limit``
+    bytes are read (a longer file is an error: this is for small files such as a boot plist)."""
+    from atvdisk.errors import UsageError
+    from atvdisk.fs.hfsplus.reader import HfsVolume
+
+    want = stored_form(path)
+    with HfsVolume.open(device, offset, length) as vol:
+        for e in vol.walk():
+            if e.path == want and e.kind == "file":
+                if e.size > limit:
+                    raise UsageError(f"/{path} is {e.size} bytes; at most {limit} expected", hint="check the volume")
+                return b"".join(vol.read(e))
+    return None
+
+
 def stored_form(path: str) -> str:
     """A path as HFS+ stores it (each component decomposed), to compare with what was read."""
     from atvdisk.fs.hfsplus.unicode import hfs_decompose

@@ -10,15 +10,23 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from atvdisk.bootplist import BootPlist, bootefi_plist, kexec_plist
 from atvdisk.bootscript import BootScript
 from atvdisk.errors import InputError
 from atvdisk.inputs import tarsafe
 from atvdisk.inputs.payload import OPTION_FOR, Inputs
-from atvdisk.inputs.tree import FileTree, HostFile, Inline
+from atvdisk.inputs.tree import FileTree, HostFile, Inline, Node, NodeKind
 from atvdisk.layout.plan import Plan, PlannedPartition
-from atvdisk.layout.schema import ContentKind, ContentSpec
+from atvdisk.layout.schema import (
+    SCRIPT_MODES,
+    BootMethod,
+    ContentKind,
+    ContentSpec,
+    NameBy,
+)
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
@@ -29,9 +37,26 @@ class PartitionContents:
     tree: FileTree
     bootscript_path: str | None  # where the generated boot script went, if here
     complete: bool = True  # False: some inputs were not given (verify without them)
+    bootplist_path: str | None = None  # where the boot plist went, if here
 
 
-def build_trees(plan: Plan, inputs: Inputs, bootscript: BootScript | None, *, epoch: int, skipped: list[str] | None = None) -> dict[int, PartitionContents]:
+@dataclass
+class BootFiles:
+    """The boot chain's generated files, for the ``bootscript`` and ``bootplist`` entries.
+
+    ``read_bytes(node)`` returns the bytes of a small file node (the recovery's plist, which
+    the kexec method fixes). ``plist`` is set when the bootplist entry is applied.
+    """
+
+    plan: Plan
+    script: BootScript | None
+    read_bytes: Callable[[Node], bytes]
+    name_by: NameBy | None = None
+    keep_plist: bool = False
+    plist: BootPlist | None = None
+
+
+def build_trees(plan: Plan, inputs: Inputs, boot: BootFiles | None, *, epoch: int, skipped: list[str] | None = None) -> dict[int, PartitionContents]:
     """The file tree of every partition that holds files, keyed by partition number.
 
     With ``skipped`` (a list), entries whose input was not given are left out and described in
@@ -43,21 +68,26 @@ def build_trees(plan: Plan, inputs: Inputs, bootscript: BootScript | None, *, ep
         if not p.fs.kind.holds_files:
             continue
         tree = FileTree(default_mtime=epoch)
-        script_path = None
+        script_path = plist_path = None
         complete = True
         for i, c in enumerate(p.contents, 1):
             where = f"{p.name} contents[{i}] ({c.kind})"
             try:
-                applied = _apply(tree, c, inputs, bootscript, where)
+                if c.kind is ContentKind.BOOTPLIST and not complete:
+                    # A kexec plist is the recovery's, fixed: without its inputs it is unknown.
+                    raise MissingInput(f"{where}: made from the inputs not given", option="the inputs above", hint="give every input")
+                applied = _apply(tree, c, inputs, boot, where)
             except MissingInput as e:
                 if skipped is None:
                     raise
-                skipped.append(f"partition {p.number} ({p.name}): {c.kind} {c.source} (give {e.option} to check it)")
+                skipped.append(f"partition {p.number} ({p.name}): {c.kind} {c.source or c.path} (give {e.option} to check it)")
                 complete = False
                 continue
             if applied and c.kind is ContentKind.BOOTSCRIPT:
                 script_path = c.path
-        result[p.number] = PartitionContents(p, tree, script_path, complete)
+            if applied and c.kind is ContentKind.BOOTPLIST:
+                plist_path = c.path
+        result[p.number] = PartitionContents(p, tree, script_path, complete, plist_path)
     return result
 
 
@@ -91,7 +121,7 @@ def _resolve_source(c: ContentSpec, inputs: Inputs, where: str) -> str | None:
     return path
 
 
-def _apply(tree: FileTree, c: ContentSpec, inputs: Inputs, bootscript: BootScript | None, where: str) -> bool:
+def _apply(tree: FileTree, c: ContentSpec, inputs: Inputs, boot: BootFiles | None, where: str) -> bool:
     uid, gid = c.owner
     if c.kind is ContentKind.TEXT:
         data = (c.text or "").encode()
@@ -108,10 +138,33 @@ def _apply(tree: FileTree, c: ContentSpec, inputs: Inputs, bootscript: BootScrip
         tree.remove(c.path, missing_ok=c.optional, origin=where)
         return True
     if c.kind is ContentKind.BOOTSCRIPT:
-        if bootscript is None:
+        if boot is not None and boot.plan.boot is not None and boot.script is None:
+            raise MissingInput(f"{where}: the boot script names the disk's identifiers, unknown here", option="the build's --seed", hint="give the build's --seed")
+        if boot is None or boot.script is None:
             raise InputError(f"{where}: the layout has no [boot] table to generate a boot script from", hint="add [boot]")
-        data = bootscript.text.encode()
+        data = boot.script.text.encode()
         tree.add_file(c.path, Inline(data), len(data), mode=c.mode if c.mode is not None else 0o755, uid=uid, gid=gid, origin=where)
+        return True
+    if c.kind is ContentKind.BOOTPLIST:
+        if boot is None or boot.plan.boot is None:
+            raise InputError(f"{where}: the layout has no [boot] table to generate a boot plist from", hint="add [boot]")
+        root_files = {path for path, node in tree.nodes.items() if "/" not in path and node.kind is NodeKind.FILE}
+        if boot.plan.boot.method is BootMethod.BOOTEFI:
+            plist = bootefi_plist(boot.plan, boot.name_by, root_files)
+        else:
+            script = boot.script
+            mode = SCRIPT_MODES.get(script_path_of(boot.plan) or "")
+            if script is None or mode is None:
+                raise InputError(f"{where}: a kexec layout's boot plist sets atv-boot= for its boot script, and there is none", hint="add a bootscript entry (patchstick.sh)")
+            node = tree.nodes.get(c.path)
+            existing = None
+            if node is not None and node.kind is NodeKind.FILE:
+                existing = boot.read_bytes(node)
+            elif node is not None:
+                raise InputError(f"{where}: /{c.path} is a {node.kind} in the recovery files, not a plist", hint="check the recovery files")
+            plist = kexec_plist(existing, mode, root_files, keep=boot.keep_plist, origin=f"/{c.path} ({node.origin})" if node else f"/{c.path}")
+        boot.plist = plist
+        tree.add_file(c.path, Inline(plist.data), len(plist.data), mode=c.mode if c.mode is not None else 0o644, uid=uid, gid=gid, origin=where)
         return True
 
     # Sources from the host.
@@ -130,7 +183,10 @@ def _apply(tree: FileTree, c: ContentSpec, inputs: Inputs, bootscript: BootScrip
     if c.kind is ContentKind.TARBALL:
         if not os.path.isfile(path):
             raise InputError(f"{where}: {path}: no such file", hint="check the tarball's path")
-        tarsafe.scan(path, tree, dest=c.path, owner=c.owner, origin=path)
+        if c.members is None:
+            tarsafe.scan(path, tree, dest=c.path, owner=c.owner, origin=path)
+        else:
+            _scan_members(path, tree, c, where)
         return True
     if c.kind is ContentKind.FILE:
         try:
@@ -152,6 +208,47 @@ def _apply(tree: FileTree, c: ContentSpec, inputs: Inputs, bootscript: BootScrip
         add_host_directory(tree, path, c.path, owner=c.owner, origin=where)
         return True
     raise AssertionError(c.kind)
+
+
+def script_path_of(plan: Plan) -> str | None:
+    for p in plan.partitions:
+        for c in p.contents:
+            if c.kind is ContentKind.BOOTSCRIPT:
+                return c.path
+    return None
+
+
+def _scan_members(path: str, tree: FileTree, c: ContentSpec, where: str) -> None:
+    """Extract only ``c.members`` (each a path of the archive, with what is below it).
+
+    The whole archive is still checked (every member, as for a full extraction); the chosen
+    entries are then copied into ``tree`` under ``c.path``. A member that is not there is refused.
+    """
+    assert c.members is not None
+    scratch = FileTree(default_mtime=tree.default_mtime)
+    tarsafe.scan(path, scratch, owner=c.owner, origin=path)
+    prefix = c.path.strip("/")
+    found = set()
+    for rel, node in scratch:
+        chosen = next((m for m in c.members if rel == m or rel.startswith(m + "/")), None)
+        if chosen is None:
+            continue
+        found.add(chosen)
+        dest = f"{prefix}/{rel}" if prefix else rel
+        if node.kind is NodeKind.DIR:
+            tree.add_dir(dest, mode=node.mode, uid=node.uid, gid=node.gid, mtime=node.mtime, origin=node.origin)
+        elif node.kind is NodeKind.SYMLINK:
+            assert node.target is not None
+            tree.add_symlink(dest, node.target, uid=node.uid, gid=node.gid, mtime=node.mtime, origin=node.origin)
+        else:
+            assert node.source is not None
+            tree.add_file(dest, node.source, node.size, mode=node.mode, uid=node.uid, gid=node.gid, mtime=node.mtime, origin=node.origin)
+    missing = [m for m in c.members if m not in found]
+    if missing:
+        raise InputError(
+            f"{where}: {path} has no {', '.join(missing)} (the layout takes {', '.join(c.members)} from it)",
+            hint="check that this is the right archive (atv_restore.tar.gz holds boot.efi, BootLogo.png and System/)",
+        )
 
 
 def add_host_directory(tree: FileTree, root: str, dest: str, *, owner: tuple[int, int], origin: str) -> None:

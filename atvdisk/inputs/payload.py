@@ -1,15 +1,16 @@
 """The user's inputs: the OpenELEC release, the Apple restore files, the patchstick files.
 
 Everything here is checked before the target is touched: missing files are named, md5 files are
-verified, ``boot.efi`` is looked at, and the recovery's ``com.apple.Boot.plist`` is read to report
-its ``Kernel Flags`` and warn when its ``atv-boot=`` mode will not run the generated script.
+verified, ``boot.efi`` is looked at. An OpenELEC ATV release is either 1.x-3.2 (``KERNEL``,
+started by atv-bootloader with kexec: layout atv1-openelec) or 4.0-4.2 (``MACH_KERNEL``, started
+by Apple's boot.efi directly: layout atv1-openelec4); :func:`fitting_layouts` says which bundled
+layouts boot a given release.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import plistlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,14 +19,14 @@ from pathlib import Path
 
 from atvdisk.errors import InputError
 from atvdisk.inputs.tarstream import Member, TarStream, TarStreamError
-from atvdisk.inputs.tree import FileTree, HostFile, NodeKind, OpenElecMember, Source
+from atvdisk.inputs.tree import FileTree, HostFile, OpenElecMember, Source
 
 BOOT_EFI_SIZE = 298_800  # Apple's boot.efi for the ATV1 (atv1-facts.md)
-OPENELEC_FILES = ("KERNEL", "SYSTEM")
-OPENELEC_OPTIONAL = ("KERNEL.md5", "SYSTEM.md5")
-
-# atv-bootloader's boot modes and the script each runs (atv1-facts.md, boot chain).
-BOOT_MODE_SCRIPTS = {"patchstick": "patchstick.sh", "manual": "boot_linux.sh"}
+KERNELS = ("KERNEL", "MACH_KERNEL")  # 1.x-3.2 (kexec'd by atv-bootloader), 4.x (boot.efi's)
+OPENELEC_FILES = ("SYSTEM",)  # needed by every release, besides one of KERNELS
+OPENELEC_OPTIONAL = ("KERNEL.md5", "MACH_KERNEL.md5", "SYSTEM.md5")
+MD5_CHECKED = ("KERNEL", "MACH_KERNEL", "SYSTEM")
+RELEASE_NAMES = KERNELS + OPENELEC_FILES + OPENELEC_OPTIONAL
 
 
 @dataclass(frozen=True)
@@ -36,21 +37,22 @@ class ReleaseFile:
 
 @dataclass
 class OpenElecRelease:
-    """KERNEL, SYSTEM and their md5 files, from a directory or a release tarball."""
+    """KERNEL or MACH_KERNEL, SYSTEM and their md5 files, from a directory or a release tarball."""
 
     path: str
     files: dict[str, ReleaseFile] = field(default_factory=dict)
 
     @classmethod
     def open(cls, path: str, *, check: bool = True) -> OpenElecRelease:
-        """Find KERNEL, SYSTEM and their md5 files; with ``check``, verify the md5 sums now
-        (the build runs :meth:`check_md5` itself, alongside its other checks)."""
+        """Find KERNEL or MACH_KERNEL, SYSTEM and their md5 files, in a directory (the release's
+        ``target/``, or the extracted release that holds it) or a release tarball; with ``check``,
+        verify the md5 sums now (the build runs :meth:`check_md5` itself, alongside its other checks)."""
         p = Path(path)
         if p.is_dir():
             release = cls(path)
-            if not any((p / n).exists() for n in OPENELEC_FILES) and (p / "target").is_dir():
-                p = p / "target"  # the release tarball unpacked: OpenELEC-ATV.i386-3.2.4/target/KERNEL
-            for name in OPENELEC_FILES + OPENELEC_OPTIONAL:
+            if not any((p / n).is_file() for n in KERNELS + OPENELEC_FILES) and (p / "target").is_dir():
+                p = p / "target"  # the extracted release: OpenELEC-ATV.i386-3.2.4/target/KERNEL
+            for name in RELEASE_NAMES:
                 f = p / name
                 if f.is_file():
                     try:
@@ -61,16 +63,30 @@ class OpenElecRelease:
         elif p.is_file():
             release = cls._from_tarball(path)
         else:
-            raise InputError(f"--openelec {path}: no such file or directory", hint="give the directory holding KERNEL and SYSTEM, or the OpenELEC-ATV.i386-*.tar release")
+            raise InputError(f"--openelec {path}: no such file or directory", hint="give the OpenELEC-ATV.i386-*.tar release, or its directory (holding target/, or KERNEL or MACH_KERNEL and SYSTEM)")
         missing = [n for n in OPENELEC_FILES if n not in release.files]
+        if not release.kernels:
+            missing.insert(0, "KERNEL (1.x-3.2) or MACH_KERNEL (4.x)")
         if missing:
             raise InputError(
                 f"--openelec {path}: missing {' and '.join(missing)}",
-                hint="an OpenELEC ATV release has KERNEL and SYSTEM in target/: give the release tarball, the directory it unpacks to, or its target/",
+                hint="an OpenELEC ATV release has SYSTEM and KERNEL (1.x-3.2) or MACH_KERNEL (4.x) in target/: give the release tarball, the directory it unpacks to, or its target/",
             )
         if check:
             release.check_md5()
         return release
+
+    @property
+    def kernels(self) -> tuple[str, ...]:
+        return tuple(k for k in KERNELS if k in self.files)
+
+    def describe(self) -> str:
+        """What kind of release this is, in the user's terms."""
+        if "KERNEL" in self.files and "MACH_KERNEL" not in self.files:
+            return "an OpenELEC 1.x-3.2 release (KERNEL, started by atv-bootloader)"
+        if "MACH_KERNEL" in self.files and "KERNEL" not in self.files:
+            return "an OpenELEC 4.x release (MACH_KERNEL, started by boot.efi)"
+        return "an OpenELEC release with both KERNEL and MACH_KERNEL"
 
     @classmethod
     def _from_tarball(cls, path: str) -> OpenElecRelease:
@@ -108,9 +124,9 @@ class OpenElecRelease:
         if any(isinstance(f.source, OpenElecMember) for f in self.files.values()):
             self._check_md5_in_one_pass()
             return
-        for name in OPENELEC_FILES:
+        for name in MD5_CHECKED:
             md5name = f"{name}.md5"
-            if md5name not in self.files:
+            if md5name not in self.files or name not in self.files:
                 continue
             expected = self._expected_md5(md5name, self.read(md5name))
             digest = hashlib.md5()
@@ -119,8 +135,8 @@ class OpenElecRelease:
             self._compare_md5(name, md5name, digest.hexdigest(), expected)
 
     def _check_md5_in_one_pass(self) -> None:
-        """The release tarball read once: md5 files read (small), KERNEL and SYSTEM hashed."""
-        for md5name in (f"{n}.md5" for n in OPENELEC_FILES):
+        """The release tarball read once: md5 files read (small), the kernel and SYSTEM hashed."""
+        for md5name in (f"{n}.md5" for n in MD5_CHECKED):
             if md5name in self.files and self.files[md5name].size > MD5_FILE_LIMIT:
                 self.read(md5name)  # refuses it, naming it
         by_index = {f.source.index: name for name, f in self.files.items() if isinstance(f.source, OpenElecMember)}
@@ -138,9 +154,9 @@ class OpenElecRelease:
                     for chunk in _data(tar, self.path):
                         digest.update(chunk)
                     digests[name] = digest.hexdigest()
-        for name in OPENELEC_FILES:
+        for name in MD5_CHECKED:
             md5name = f"{name}.md5"
-            if md5name in texts:
+            if md5name in texts and name in digests:
                 self._compare_md5(name, md5name, digests[name], self._expected_md5(md5name, texts[md5name]))
 
     def _expected_md5(self, md5name: str, data: bytes) -> str:
@@ -161,11 +177,11 @@ MD5_FILE_LIMIT = 64 * 1024  # "<32 hex digits>  target/KERNEL\n"; anything large
 
 
 def _release_name(m: Member) -> str | None:
-    """KERNEL, SYSTEM or their md5 file when the member is one (``*/target/NAME``)."""
+    """KERNEL, MACH_KERNEL, SYSTEM or an md5 file when the member is one (``*/target/NAME``)."""
     if not m.isreg():
         return None
     parts = m.name.strip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == "target" and parts[-1] in OPENELEC_FILES + OPENELEC_OPTIONAL:
+    if len(parts) >= 2 and parts[-2] == "target" and parts[-1] in RELEASE_NAMES:
         return parts[-1]
     return None
 
@@ -226,53 +242,38 @@ def check_input_file(option: str, path: str | None) -> str | None:
     return path
 
 
-@dataclass(frozen=True)
-class BootReport:
-    """What the Recovery partition's files say about how the ATV will boot."""
+def fitting_layouts(release: OpenElecRelease) -> list[str]:
+    """The bundled layouts whose [boot] kernel this release has."""
+    from atvdisk.layout.schema import bundled_layouts, load_layout
 
-    kernel_flags: str | None
-    boot_mode: str | None
-    warnings: tuple[str, ...]
+    out = []
+    for name in bundled_layouts():
+        boot = load_layout(name).boot
+        if boot is not None and boot.kernel in release.files:
+            out.append(name)
+    return out
 
 
-def inspect_recovery(tree: FileTree, script_path: str | None, read_bytes) -> BootReport:
-    """Check boot.efi and com.apple.Boot.plist in the final Recovery tree.
+def check_release_fits(release: OpenElecRelease, kernel: str, layout_name: str) -> None:
+    """Refuse (before anything is written) a release that does not have the layout's kernel."""
+    if kernel in release.files:
+        return
+    fitting = fitting_layouts(release)
+    raise InputError(
+        f"--openelec {release.path} is {release.describe()}; layout {layout_name} boots {kernel}, which it does not have",
+        hint=(f"use --layout {' or --layout '.join(fitting)}" if fitting else "give a release that has " + kernel)
+        + " (atv1-openelec: OpenELEC 1.x-3.2; atv1-openelec4: OpenELEC 4.x)",
+    )
 
-    ``read_bytes(node)`` returns the bytes of a (small) file node.
-    """
+
+def inspect_boot_efi(tree: FileTree) -> list[str]:
+    """Warnings about boot.efi on the partition boot.efi boots from (it is the user's, Apple's)."""
     warnings: list[str] = []
     efi = [p for p, n in tree.files() if p.split("/")[-1] == "boot.efi"]
     if not efi:
-        warnings.append("no boot.efi in the Recovery files: the ATV firmware will not boot from this disk (it comes in atv_restore.tar.gz)")
+        warnings.append("no boot.efi in the restore files: the ATV firmware will not boot from this disk (it comes in atv_restore.tar.gz)")
     for p in efi:
         size = tree.nodes[p].size
         if size != BOOT_EFI_SIZE:
             warnings.append(f"/{p} is {size} bytes, not the {BOOT_EFI_SIZE} bytes of Apple's ATV boot.efi")
-    plist_node = tree.nodes.get("com.apple.Boot.plist")
-    if plist_node is None or plist_node.kind is not NodeKind.FILE:
-        warnings.append("no com.apple.Boot.plist at the root of Recovery: the boot loader gets no Kernel Flags")
-        return BootReport(None, None, tuple(warnings))
-    try:
-        data = plistlib.loads(read_bytes(plist_node))
-    except Exception as e:  # plistlib raises several types on bad input
-        warnings.append(f"com.apple.Boot.plist cannot be read ({e})")
-        return BootReport(None, None, tuple(warnings))
-    flags = data.get("Kernel Flags") if isinstance(data, dict) else None
-    if not isinstance(flags, str):
-        warnings.append("com.apple.Boot.plist has no Kernel Flags string")
-        return BootReport(None, None, tuple(warnings))
-    if len(flags.encode()) > 1024:
-        warnings.append(f"Kernel Flags is {len(flags.encode())} bytes; the ATV boot loader takes at most 1024")
-    m = re.search(r"(?:^|\s)atv-boot=(\S+)", flags)
-    mode = m.group(1) if m else "auto"
-    expected = BOOT_MODE_SCRIPTS.get(mode)
-    name = script_path.split("/")[-1] if script_path else None
-    if script_path is not None:
-        if expected is None:
-            warnings.append(
-                f"Kernel Flags say atv-boot={mode}: atv-bootloader will not run the generated /{script_path}"
-                " (patchstick runs patchstick.sh, manual runs boot_linux.sh)"
-            )
-        elif expected != name:
-            warnings.append(f"Kernel Flags say atv-boot={mode}, which runs {expected}, but the boot script is /{script_path}")
-    return BootReport(flags, mode, tuple(warnings))
+    return warnings

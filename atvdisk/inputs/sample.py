@@ -1,8 +1,9 @@
 """The bundled sample payload: clearly fake stand-ins for the user's files, generated on demand.
 
 Apple's restore files and the OpenELEC release are not redistributable (and large), so the demo
-(`atvdisk build demo.img --size 4G --example`) and the tests use these: a fake KERNEL and SYSTEM
-with md5 files, an ``atv_restore.tar.gz`` and an ``atv_recovery.tar.gz`` shaped like the real
+(`atvdisk build demo.img --size 4G --example`, and `--layout atv1-openelec4` for 4.x) and the
+tests use these: a fake 3.2-style release (KERNEL, SYSTEM) and a fake 4.x one (MACH_KERNEL,
+SYSTEM), with md5 files, an ``atv_restore.tar.gz`` and an ``atv_recovery.tar.gz`` shaped like the real
 ones (boot.efi of the real size, com.apple.Boot.plist with atv-boot=patchstick, a kext, the
 patchstick scripts). Every byte is deterministic, so builds from it are reproducible. None of it
 boots anything.
@@ -28,9 +29,14 @@ FAKE = b"ATVDISK SAMPLE PAYLOAD - NOT A REAL FILE - "
 
 @dataclass(frozen=True)
 class SamplePayload:
-    openelec: Path
+    openelec: Path  # a 1.x-3.2 release (KERNEL): for atv1-openelec
     restore: Path
     recovery: Path
+    openelec4: Path  # a 4.x release (MACH_KERNEL): for atv1-openelec4
+
+    def openelec_for(self, kernel: str) -> Path:
+        """The sample release that has ``kernel`` (a layout's [boot] kernel)."""
+        return self.openelec4 if kernel == "MACH_KERNEL" else self.openelec
 
 
 def fake_bytes(name: str, size: int) -> bytes:
@@ -122,17 +128,27 @@ def write_tar_gz(path: Path, members: list[tuple[str, bytes, int]], *, uid: int 
         gz.write(raw.getvalue())
 
 
+# (directory, [(file, size)]): a 3.2-style release and a 4.x-style one (MACH_KERNEL, no KERNEL).
+RELEASES = (
+    ("OpenELEC-sample", (("KERNEL", 3 * 1024 * 1024 + 123), ("SYSTEM", 24 * 1024 * 1024 + 4567))),
+    ("OpenELEC4-sample", (("MACH_KERNEL", 4 * 1024 * 1024 + 321), ("SYSTEM", 20 * 1024 * 1024 + 7654))),
+)
+
+
 def write_sample(directory: str | Path) -> SamplePayload:
     """Write the sample payload into ``directory`` (created if needed) and say where it is."""
     d = Path(directory)
-    openelec = d / "OpenELEC-sample" / "target"
-    openelec.mkdir(parents=True, exist_ok=True)
-    for name, size in (("KERNEL", 3 * 1024 * 1024 + 123), ("SYSTEM", 24 * 1024 * 1024 + 4567)):
-        data = fake_bytes(name, size)
-        (openelec / name).write_bytes(data)
-        (openelec / f"{name}.md5").write_text(f"{hashlib.md5(data).hexdigest()}  target/{name}\n")
+    targets = []
+    for release, files in RELEASES:
+        target = d / release / "target"
+        target.mkdir(parents=True, exist_ok=True)
+        for name, size in files:
+            data = fake_bytes(f"{name} ({release})" if release != "OpenELEC-sample" else name, size)
+            (target / name).write_bytes(data)
+            (target / f"{name}.md5").write_text(f"{hashlib.md5(data).hexdigest()}  target/{name}\n")
+        targets.append(target)
     restore = d / "atv_restore.tar.gz"
     recovery = d / "atv_recovery.tar.gz"
     write_tar_gz(restore, restore_members())
     write_tar_gz(recovery, recovery_members())
-    return SamplePayload(openelec, restore, recovery)
+    return SamplePayload(targets[0], restore, recovery, targets[1])
