@@ -29,7 +29,7 @@ type = "hfsplus"
 start = "71680s"
 size = "64MiB"
 fs = { kind = "hfsplus", label = "Boot", journal = true }
-contents = [{ kind = "bootscript", path = "boot.sh" }, { kind = "tarball", source = "{restore}", path = "r" }, { kind = "file", source = "{openelec}/KERNEL", path = "KERNEL" }, { kind = "remove", path = "r/x" }, { kind = "text", path = "t", text = "x" }]
+contents = [{ kind = "bootscript", path = "patchstick.sh" }, { kind = "tarball", source = "{restore}", path = "r" }, { kind = "file", source = "{openelec}/KERNEL", path = "KERNEL" }, { kind = "remove", path = "r/x" }, { kind = "text", path = "t", text = "x" }]
 [[partition]]
 name = "Data"
 type = "linux"
@@ -69,8 +69,8 @@ Types:   efi      C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 (sectors 202752-299999 are usable but left unpartitioned: 97248 sectors)
 (sectors 527328-2097118 are usable but left unpartitioned: 1569791 sectors)
 
-Boot:    boot=Boot storage=Data kernel=KERNEL options='quiet nosplash' names by
-         device
+Boot:    atv-bootloader's boot script kexecs the kernel: boot=Boot storage=Data
+         kernel=KERNEL options='quiet nosplash' names by device
 
 Steps a build takes:
    1. check the target: a whole disk or image of 1073741824 bytes, not the
@@ -82,7 +82,7 @@ Steps a build takes:
       byte 20480 (69632 sectors)
    4. partition 2 Boot: hfsplus volume labelled 'Boot', journaled, 4096-byte
       blocks, written by atvdisk at byte 36700160 (131072 sectors), holding the
-      boot script /boot.sh, tarball {restore} at /r, {openelec}/KERNEL as
+      boot script /patchstick.sh, tarball {restore} at /r, {openelec}/KERNEL as
       /KERNEL, minus /r/x, text /t
    5. partition 3 Data: ext4, 4096-byte blocks, no journal, with mke2fs at byte
       153600000 (204800 sectors)
@@ -114,7 +114,7 @@ def test_rendered_plan_without_boot_seed_or_gaps():
     assert "disk and partition GUIDs from the seed" not in text
 
 
-@pytest.mark.parametrize("layout", ["atv1-openelec", "atv1-factory"])
+@pytest.mark.parametrize("layout", ["atv1-openelec", "atv1-openelec4", "atv1-factory"])
 @pytest.mark.parametrize("size", [4 * 10**9, 40 * 10**9, 3 * 10**12, 16 * 10**12])
 def test_the_plan_fits_80_columns(layout, size):
     """A terminal's least width, for the bundled layouts from a CF card to a 16 TB disk: the
@@ -123,7 +123,10 @@ def test_the_plan_fits_80_columns(layout, size):
     assert max(len(line) for line in text.splitlines()) <= 80, text
     table = text[text.index("#  Name"):text.index("Types:")].splitlines()
     assert len(table) == 1 + len(load_layout(layout).partitions)
-    assert re.match(r"^3  OSBoot +888872s +2732071s +944MB +hfsplus +HFS\+ 4K", table[3])
+    if layout == "atv1-openelec4":
+        assert re.match(r"^1  BOOT +40s +409600s +210MB +atvrecv +HFSX 4K +BOOT$", table[1])
+    else:
+        assert re.match(r"^3  OSBoot +888872s +2732071s +944MB +hfsplus +HFS\+ 4K", table[3])
 
 
 def test_a_table_too_wide_for_80_columns_becomes_lines_per_partition():

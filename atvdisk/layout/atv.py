@@ -59,8 +59,8 @@ def file_name(value: str, what: str = "kernel") -> str:
     """A plain file name at a partition's root (the kernel, in a script and in Kernel Flags)."""
     if not isinstance(value, str) or not _FILE_NAME.fullmatch(value) or len(value) > FILE_NAME_MAX:
         raise AtvValueError(
-            f"{what} must be a plain file name of letters, digits and _ . + - (not starting with . + -): {value!r}",
-            hint='e.g. "KERNEL" or "MACH_KERNEL"',
+            f"{what} must be a plain file name, not {value!r}",
+            hint='letters, digits and _ . + - (not starting with . + -), at most 255: e.g. "KERNEL" or "MACH_KERNEL"',
         )
     return value
 
