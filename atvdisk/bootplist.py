@@ -220,13 +220,3 @@ def expectation(plan: Plan, name_by: NameBy | None = None) -> PlistExpectation |
                 entry = script_entry(plan)
                 return PlistExpectation(c.path, BootMethod.KEXEC, mode=SCRIPT_MODES.get(entry[1]) if entry else None)
     return None
-
-
-def plist_partition(plan: Plan) -> int | None:
-    """The number of the partition that holds the layout's boot plist."""
-    for p in plan.partitions:
-        for c in p.contents:
-            if c.kind is ContentKind.BOOTPLIST:
-                return p.number
-    return None
-

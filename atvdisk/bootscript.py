@@ -14,8 +14,9 @@ and nothing else (no findfs, no blkid, no fsck.ext4: reference atv-bootchain.md)
    reads every partition's label and id to know); otherwise it falls back to UUID=, then to the
    device name, and says so on the console;
 3. checks them with their own fsck when that tool exists, mounts the boot partition read-only,
-   loads its kernel with ``kexec -l``, unmounts it, syncs, remounts its own partition (which
-   atv-bootloader left mounted ``rw,force``) read-only and hands over with ``kexec -e``.
+   loads its kernel with ``kexec -l``, unmounts it, syncs, unmounts its own partition (which
+   atv-bootloader left mounted ``rw,force``: it runs from a copy in /tmp for that, since Linux
+   marks an HFS+ volume clean only on a read-write unmount) and hands over with ``kexec -e``.
    Everything it says goes to stderr: atv-bootloader's rcS swallows stdout.
 
 Injection-proof by construction: the script is a fixed body (``BODY``, never formatted) after a
@@ -182,6 +183,16 @@ HEADER = """#!/bin/sh
 BODY = r"""
 exec 1>&2  # atv-bootloader's rcS swallows stdout: everything goes to the console
 
+# Run from a copy in /tmp, so that the partition this was found on can be unmounted before the
+# hand-over: Linux marks an HFS+ volume clean only when it unmounts it read-write (remounting it
+# read-only leaves it marked in use, and the next read-write mount is refused).
+HERE=${0%/*}
+if [ "${ATVDISK_BOOT_COPY:-}" != 1 ] && cp "$0" "/tmp/atvdisk-boot.$$" 2>/dev/null; then
+    export ATVDISK_BOOT_COPY=1 ATVDISK_BOOT_HERE="$HERE"
+    exec /bin/sh "/tmp/atvdisk-boot.$$" "$@"
+fi
+[ "${ATVDISK_BOOT_COPY:-}" = 1 ] && HERE=$ATVDISK_BOOT_HERE
+
 say() { echo "atvdisk boot: $*"; }
 fail() {
     say "$*"
@@ -189,59 +200,82 @@ fail() {
     exit 1
 }
 
-# rd DEV OFFSET COUNT: COUNT bytes at byte OFFSET of DEV as lower-case hex ('' if unreadable)
-rd() { dd if="$1" bs=1 skip="$2" count="$3" 2>/dev/null | hexdump -v -e '1/1 "%02x"'; }
-# num DEV OFFSET COUNT: a big-endian number ('' if unreadable)
+# dump DEV SECTOR COUNT: COUNT 512-byte sectors of DEV from SECTOR, as "xx xx ..." ('' if unreadable)
+dump() { dd if="$1" bs=512 skip="$2" count="$3" 2>/dev/null | hexdump -v -e '1/1 "%02x "'; }
+# take DUMP OFFSET COUNT: sets T to COUNT bytes at OFFSET of DUMP, joined ('' if out of range)
+take() {
+    local off=$2 n=$3
+    T=
+    set -- $1
+    [ $# -ge $((off + n)) ] || return 0
+    shift $off
+    while [ $n -gt 0 ]; do
+        T=$T$1
+        shift
+        n=$((n - 1))
+    done
+}
+# num DUMP OFFSET COUNT: sets N to the big-endian number there (0 if out of range)
 num() {
-    local h
-    h=$(rd "$1" "$2" "$3")
-    [ ${#h} -eq $(($3 * 2)) ] && echo $((0x$h))
+    take "$1" "$2" "$3"
+    N=$((0x${T:-0}))
 }
 
-# kind_of DEV: hfsplus (HFS+ or HFSX), ext4 (any ext), vfat (FAT32) or none
-kind_of() {
-    case $(rd "$1" 1024 2) in 482b | 4858) echo hfsplus; return ;; esac
-    [ "$(rd "$1" 1080 2)" = 53ef ] && { echo ext4; return; }
-    [ "$(rd "$1" 82 8)" = 4641543332202020 ] && { echo vfat; return; }
-    echo none
-}
-# id_of DEV KIND: HFS+ volume id, ext4 UUID, FAT volume id, as hex
-id_of() {
-    case $2 in
-        hfsplus) rd "$1" 1128 8 ;;
-        ext4) rd "$1" 1128 16 ;;
-        vfat) rd "$1" 67 4 ;;
-    esac
-}
-# hfs_label DEV: the volume name (UTF-16BE hex): the key of the first record of the catalog's
-# first leaf node is the root folder's (parent id 1, the volume name)
+# hfs_label DEV HEADER: sets P_LABEL to the HFS+ volume name (UTF-16BE hex): the key of the
+# first record of the catalog's first leaf node is the root folder's (parent id 1, the name)
 hfs_label() {
-    local bs start blocks cat nsize first leaf rec len
-    bs=$(num "$1" 1064 4)
-    start=$(num "$1" 1312 4)
-    blocks=$(num "$1" 1316 4)
-    [ -n "$bs" ] && [ -n "$start" ] && [ -n "$blocks" ] && [ "$bs" -gt 0 ] || return 0
-    cat=$((start * bs))
-    nsize=$(num "$1" $((cat + 32)) 2)
-    first=$(num "$1" $((cat + 24)) 4)
-    [ -n "$nsize" ] && [ -n "$first" ] && [ "$nsize" -ge 512 ] || return 0
-    [ $(((first + 1) * nsize)) -le $((blocks * bs)) ] || return 0
-    leaf=$((cat + first * nsize))
-    rec=$(num "$1" $((leaf + nsize - 2)) 2)
-    [ -n "$rec" ] && [ "$rec" -ge 14 ] && [ "$rec" -lt $((nsize - 8)) ] || return 0
-    rec=$((leaf + rec))
-    [ "$(rd "$1" $((rec + 2)) 4)" = 00000001 ] || return 0
-    len=$(num "$1" $((rec + 6)) 2)
-    [ -n "$len" ] && [ "$len" -le 255 ] || return 0
-    rd "$1" $((rec + 8)) $((len * 2))
+    local bs start blocks cat node nsize first rec len
+    num "$2" 1064 4; bs=$N
+    num "$2" 1312 4; start=$N
+    num "$2" 1316 4; blocks=$N
+    [ "$bs" -ge 512 ] && [ $((bs % 512)) -eq 0 ] || return 0
+    cat=$((start * (bs / 512)))
+    node=$(dump "$1" "$cat" 1)
+    num "$node" 32 2; nsize=$N
+    num "$node" 24 4; first=$N
+    [ "$nsize" -ge 512 ] && [ $((nsize % 512)) -eq 0 ] && [ $(((first + 1) * nsize)) -le $((blocks * bs)) ] || return 0
+    node=$(dump "$1" $((cat + first * (nsize / 512))) $((nsize / 512)))
+    num "$node" $((nsize - 2)) 2; rec=$N
+    [ "$rec" -ge 14 ] && [ "$rec" -lt $((nsize - 8)) ] || return 0
+    take "$node" $((rec + 2)) 4
+    [ "$T" = 00000001 ] || return 0
+    num "$node" $((rec + 6)) 2; len=$N
+    [ "$len" -le 255 ] && [ $((rec + 8 + len * 2)) -le "$nsize" ] || return 0
+    take "$node" $((rec + 8)) $((len * 2))
+    P_LABEL=$T
 }
-# label_of DEV KIND: the label as the filesystem stores it, as hex
-label_of() {
-    case $2 in
-        hfsplus) hfs_label "$1" ;;
-        ext4) rd "$1" 1144 16 ;;
-        vfat) rd "$1" 71 11 ;;
+
+# probe DEV: P_KIND (hfsplus: HFS+ or HFSX; ext4: any ext; vfat: FAT32; none), P_ID (HFS+ volume
+# id, ext4 UUID, FAT volume id, as hex) and, when naming by label, P_LABEL (as the fs stores it)
+probe() {
+    local h
+    P_KIND=none
+    P_ID=
+    P_LABEL=
+    h=$(dump "$1" 0 4)
+    take "$h" 1024 2
+    case $T in
+        482b | 4858)
+            P_KIND=hfsplus
+            take "$h" 1128 8; P_ID=$T
+            [ "$NAME_BY" = label ] && hfs_label "$1" "$h"
+            return 0
+            ;;
     esac
+    take "$h" 1080 2
+    if [ "$T" = 53ef ]; then
+        P_KIND=ext4
+        take "$h" 1128 16; P_ID=$T
+        take "$h" 1144 16; P_LABEL=$T
+        return 0
+    fi
+    take "$h" 82 8
+    if [ "$T" = 4641543332202020 ]; then
+        P_KIND=vfat
+        take "$h" 67 4; P_ID=$T
+        take "$h" 71 11; P_LABEL=$T
+    fi
+    return 0
 }
 
 # The disks (sda..sdh, as atv-bootloader searches them) and their partitions
@@ -254,35 +288,44 @@ while read -r major minor blocks name; do
     esac
 done < /proc/partitions
 
+# TABLE: "device kind id label" of every partition, read once (build_table)
+TABLE=
+TABLE_DONE=
+build_table() {
+    local p
+    [ -n "$TABLE_DONE" ] && return 0
+    for p in $PARTS; do
+        probe "$p"
+        TABLE="$TABLE$p $P_KIND ${P_ID:--} ${P_LABEL:--}
+"
+    done
+    TABLE_DONE=1
+}
 # clash_id DEV KIND ID: another partition with this filesystem id (a copy of this disk?)
 clash_id() {
-    local p
-    for p in $PARTS; do
-        [ "$p" = "$1" ] && continue
-        [ "$(kind_of "$p")" = "$2" ] && [ "$(id_of "$p" "$2")" = "$3" ] && { echo "$p"; return 0; }
+    echo "$TABLE" | while read -r dev kind id label; do
+        [ -n "$dev" ] && [ "$dev" != "$1" ] && [ "$kind" = "$2" ] && [ "$id" = "$3" ] && { echo "$dev"; break; }
     done
-    return 0
 }
 # clash_label DEV HFS EXT FAT: another partition whose label is the same text
 clash_label() {
-    local p k l
-    for p in $PARTS; do
-        [ "$p" = "$1" ] && continue
-        k=$(kind_of "$p")
-        case $k in hfsplus) l=$2 ;; ext4) l=$3 ;; vfat) l=$4 ;; *) continue ;; esac
-        [ -n "$l" ] && [ "$(label_of "$p" "$k")" = "$l" ] && { echo "$p"; return 0; }
+    local l
+    echo "$TABLE" | while read -r dev kind id label; do
+        [ -n "$dev" ] && [ "$dev" != "$1" ] || continue
+        case $kind in hfsplus) l=$2 ;; ext4) l=$3 ;; vfat) l=$4 ;; *) continue ;; esac
+        [ -n "$l" ] && [ "$label" = "$l" ] && { echo "$dev"; break; }
     done
-    return 0
 }
 
 # ours DISK: does DISK hold our boot and storage filesystems, at their partition numbers?
 ours() {
-    [ "$(kind_of "$1$BOOT_NUM")" = "$BOOT_FS" ] && [ "$(id_of "$1$BOOT_NUM" "$BOOT_FS")" = "$BOOT_ID" ] || return 1
-    [ "$(kind_of "$1$STORAGE_NUM")" = "$STORAGE_FS" ] && [ "$(id_of "$1$STORAGE_NUM" "$STORAGE_FS")" = "$STORAGE_ID" ]
+    probe "$1$BOOT_NUM"
+    [ "$P_KIND" = "$BOOT_FS" ] && [ "$P_ID" = "$BOOT_ID" ] || return 1
+    probe "$1$STORAGE_NUM"
+    [ "$P_KIND" = "$STORAGE_FS" ] && [ "$P_ID" = "$STORAGE_ID" ]
 }
 
-# The partition this script runs from, mounted by find_run_script.sh (rw,force at /mnt/rootfs)
-HERE=${0%/*}
+# The partition this script was found on, mounted by find_run_script.sh (rw,force at /mnt/rootfs)
 SELF=
 while read -r dev mnt rest; do
     [ "$mnt" = "$HERE" ] && SELF=$dev
@@ -311,6 +354,7 @@ STORAGE_DEV=$ON$STORAGE_NUM
 # choose DEV KIND ID LABEL HFS EXT FAT UUID: how OpenELEC's init is to name DEV (sets SPEC)
 choose() {
     local other
+    [ "$NAME_BY" = device ] || build_table
     if [ "$NAME_BY" = label ]; then
         other=$(clash_label "$1" "$5" "$6" "$7")
         [ -z "$other" ] && { SPEC="LABEL=$4"; return 0; }
@@ -359,8 +403,8 @@ if ! kexec -l "/boot/$KERNEL" --command-line="$CMDLINE"; then
 fi
 umount /boot || say "cannot unmount /boot"
 sync
-if [ -n "$SELF" ]; then
-    mount -o remount,ro "$HERE" || say "cannot remount $HERE ($SELF) read-only"
+if [ -n "$SELF" ] && ! umount "$HERE" 2>/dev/null; then
+    mount -o remount,ro "$HERE" || say "cannot unmount $HERE ($SELF), nor remount it read-only"
 fi
 sync
 say "starting OpenELEC: $BOOT_DEV:/$KERNEL $CMDLINE"

@@ -4,7 +4,7 @@ devices: an emulated ATV in a private mount namespace (``unshare``).
 - /dev holds ``sdXN`` entries that are the partitions of atvdisk-built images (their bytes,
   copied sparsely into files), so the script reads real filesystems with dd and hexdump;
 - /proc holds ``partitions`` and ``mounts`` as atv-bootloader's kernel would show them (the
-  script's partition mounted at its directory, as find_run_script.sh mounts it at /mnt/rootfs);
+  script's partition mounted at /mnt/rootfs, where find_run_script.sh mounts it); /tmp is empty;
 - PATH holds only the commands of atv-bootloader's 2008 userland (busybox applets: see
   ``atv_userland``), with recorders for the ones that act on the system (mount, umount, kexec,
   fsck.hfsplus): each call is recorded, ``kexec -e`` ends the script as a real hand-over would;
@@ -18,6 +18,7 @@ unprivileged user namespaces).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -115,19 +116,21 @@ def run_script(
     for d in (dev, proc, boot, root, rec, land):
         d.mkdir(parents=True)
     (dev / "null").write_bytes(b"")
+    binds = []  # (partition file, node): bind-mounted first, so that covering /tmp hides nothing
     lines = ["major minor  #blocks  name", ""]
     minor = 0
     for disk, parts in sorted(disks.items()):
         (dev / disk).write_bytes(b"")
         lines.append(f"   8 {minor:6} {1 << 20:10} {disk}")
         for n, path in sorted(parts.items()):
-            os.symlink(path.resolve(), dev / f"{disk}{n}")
+            (dev / f"{disk}{n}").write_bytes(b"")
+            binds.append((path.resolve(), dev / f"{disk}{n}"))
             lines.append(f"   8 {minor + n:6} {path.stat().st_size // 1024:10} {disk}{n}")
         minor += 16
     (proc / "partitions").write_text("\n".join(lines) + "\n")
     mounts = ["rootfs / rootfs rw 0 0", "proc /proc proc rw 0 0"]
     if runs_from:
-        mounts.append(f"/dev/{runs_from} {root} hfsplus rw,noatime 0 0")
+        mounts.append(f"/dev/{runs_from} /mnt/rootfs hfsplus rw,noatime 0 0")
     (proc / "mounts").write_text("\n".join(mounts) + "\n")
     if kernel:
         (boot / kernel).write_bytes(b"a kernel\n")
@@ -140,14 +143,18 @@ def run_script(
         (rec / name).chmod(0o755)
     calls = tmp / "calls"
     calls.write_bytes(b"")
-    path = ":".join([str(rec)] + [str(land) + d for d in ATV_PATH.split(":")])
+    # Inside the namespace the sandbox is /mnt (the script at /mnt/rootfs, as find_run_script.sh
+    # mounts it), /tmp is a fresh tmpfs, /dev, /proc and /boot are the sandbox's.
+    path = ":".join(["/mnt/rec"] + ["/mnt/userland" + d for d in ATV_PATH.split(":")])
     shells = {"dash": "/usr/bin/dash", "bash": "/usr/bin/bash"}
-    setup = (
-        'mount --bind "$T/dev" /dev && mount --bind "$T/proc" /proc && mount --bind "$T/boot" /boot && cd / &&'
-        ' exec env -i PATH="$P" ATVDISK_CALLS="$C" ATVDISK_FSCK_RC="$R" "$S" "$T/rootfs/patchstick.sh"'
+    setup = "".join(f"mount --bind {shlex.quote(str(src))} {shlex.quote(str(node))} && " for src, node in binds)
+    setup += (
+        'mount --rbind "$T" /mnt && mount --rbind /mnt/dev /dev && mount --bind /mnt/proc /proc && mount --bind /mnt/boot /boot'
+        ' && mount -t tmpfs tmpfs /tmp && cd / &&'
+        ' exec env -i PATH="$P" ATVDISK_CALLS=/mnt/calls ATVDISK_FSCK_RC="$R" "$S" /mnt/rootfs/patchstick.sh'
     )
     unshare = ["unshare", "--mount", "--propagation", "private"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
-    env = {"T": str(tmp), "P": path, "C": str(calls), "R": str(fsck_rc), "S": shells[shell], "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env = {"T": str(tmp), "P": path, "R": str(fsck_rc), "S": shells[shell], "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     r = subprocess.run([*unshare, "/bin/sh", "-c", setup], env=env, capture_output=True, timeout=timeout, check=False)
     return Run(r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace"), parse_calls(calls.read_bytes()))
 

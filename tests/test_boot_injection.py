@@ -197,5 +197,5 @@ def test_whole_script_runs_values_as_data(disk, layout_name, boot_label, storage
     cmdline = " ".join([f"boot={spec[0]}", f"disk={spec[1]}", *words])
     assert run.kexec_load() == ("kexec", "-l", "/boot/KERNEL", f"--command-line={cmdline}"), run.stderr
     assert run.handed_over and run.stdout == ""
-    assert [c[0] for c in run.calls] == ["fsck.hfsplus", "mount", "kexec", "umount", "mount", "kexec"]
+    assert [c[0] for c in run.calls] == ["fsck.hfsplus", "mount", "kexec", "umount", "umount", "kexec"]
     _no_canary()

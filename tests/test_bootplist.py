@@ -217,3 +217,56 @@ def test_expectations_catch_what_would_not_boot():
     bad = plistlib.dumps({**plistlib.loads(good), "Kernel Flags": "boot=/dev/sdb1 disk=/dev/sda2 quiet"})
     assert "expected 'boot=/dev/sda1" in efi.problems(bad, {"MACH_KERNEL"})[0]
     assert any("1024" in x for x in efi.problems(plistlib.dumps({"Kernel": "MACH_KERNEL", "Kernel Flags": "x" * 1025}), {"MACH_KERNEL"}))
+
+
+def test_plists_up_to_1_mib_are_read():
+    base = _plist("atv-boot=patchstick")
+    head, tail = base.split(b"<dict>", 1)
+    pad = (1 << 20) - len(base) - len(b"<!--  -->")
+    exact = head + b"<!-- " + b"x" * pad + b" --><dict>" + tail
+    assert len(exact) == 1 << 20 and plistlib.loads(exact)["Kernel Flags"] == "atv-boot=patchstick"
+    assert kexec_plist(exact, "patchstick", ROOT).data == exact
+    with pytest.raises(BootFilesError, match="1048577 bytes: not a boot plist"):
+        kexec_plist(exact + b" ", "patchstick", ROOT)
+
+
+def test_a_plist_that_cannot_be_written_back_as_xml_is_refused():
+    data = plistlib.dumps({"Kernel": "mach_kernel", "Kernel Flags": "atv-boot=none", "Note": "a\x01b"}, fmt=plistlib.FMT_BINARY)
+    with pytest.raises(BootFilesError, match="cannot be written as XML"):
+        kexec_plist(data, "patchstick", ROOT)
+
+
+def test_bootefi_plist_needs_a_bootefi_layout_and_a_plain_kernel():
+    with pytest.raises(BootFilesError, match="does not boot by bootefi"):
+        bootefi_plist(resolve(load_layout("atv1-openelec"), 4 << 30, 512, seed="x"), None, set())
+    with pytest.raises(BootFilesError, match="must be a plain file name"):
+        bootefi_plist(plan4(kernel="MACH KERNEL"), None, set())
+
+
+def test_verify_expectation_of_a_plist_that_is_not_a_dictionary_or_has_odd_values():
+    efi = expectation(plan4())
+    assert efi.problems(plistlib.dumps([1, 2]), {"MACH_KERNEL"}) == ["/com.apple.Boot.plist is not a dictionary plist"]
+    odd = plistlib.dumps({"Kernel": "MACH_KERNEL", "Kernel Flags": 7})
+    assert efi.problems(odd, {"MACH_KERNEL"}) == ["/com.apple.Boot.plist: Kernel and Kernel Flags must be strings"]
+    odd = plistlib.dumps({"Kernel": 7, "Kernel Flags": "boot=/dev/sda1 disk=/dev/sda2"})
+    assert efi.problems(odd, {"MACH_KERNEL"}) == ["/com.apple.Boot.plist: Kernel and Kernel Flags must be strings"]
+
+
+def test_verify_without_the_identifiers_checks_the_shape_of_uuid_flags():
+    """verify of an unseeded 4.x disk by uuid: the UUIDs are unknown, the shape is still checked."""
+    layout = load_layout("atv1-openelec4")
+    unseeded = resolve(layout, 4 << 30, 512)
+    assert unseeded.seed is None
+    exp = expectation(unseeded, NameBy.UUID)
+    assert exp.kernel_flags is None and exp.kernel == "MACH_KERNEL"
+    good = plistlib.dumps({"Kernel": "MACH_KERNEL", "Kernel Flags": "boot=UUID=a disk=UUID=b quiet"})
+    assert exp.problems(good, {"MACH_KERNEL"}) == []
+    assert exp.problems(plistlib.dumps({"Kernel": "MACH_KERNEL", "Kernel Flags": "boot=UUID=a disk=UUID=b"}), {"MACH_KERNEL"}) == []
+    for flags in ("disk=UUID=b boot=UUID=a", "boot=UUID=a", "quiet", ""):
+        bad = plistlib.dumps({"Kernel": "MACH_KERNEL", "Kernel Flags": flags})
+        assert exp.problems(bad, {"MACH_KERNEL"}) == [f"/com.apple.Boot.plist: Kernel Flags {flags!r} do not start with boot=... disk=..."]
+    # Seeded, or by device/label, the flags are known exactly.
+    assert expectation(resolve(layout, 4 << 30, 512, seed="s"), NameBy.UUID).kernel_flags.startswith("boot=UUID=")
+    assert expectation(unseeded, NameBy.DEVICE).kernel_flags == "boot=/dev/sda1 disk=/dev/sda2 quiet BOOT_IMAGE=MACH_KERNEL SYSTEM_IMAGE=SYSTEM"
+    assert expectation(unseeded).kernel_flags is not None  # the layout names by device
+    assert expectation(resolve(load_layout("atv1-factory"), 4 << 30, 512)) is None  # no [boot]

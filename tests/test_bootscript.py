@@ -258,7 +258,7 @@ def _expected_calls(disk: str, cmdline: str, here: str) -> list[tuple[str, ...]]
         ("mount", "-t", "hfsplus", "-o", "ro", f"/dev/{disk}3", "/boot"),
         ("kexec", "-l", "/boot/KERNEL", f"--command-line={cmdline}"),
         ("umount", "/boot"),
-        ("mount", "-o", "remount,ro", here),
+        ("umount", here),  # the partition it was found on, left mounted rw,force: unmounted, clean
         ("kexec", "-e"),
     ]
 
@@ -304,8 +304,7 @@ def test_script_boots_its_own_disk_in_the_emulated_atv(disks, tmp_path, scenario
     plan = disks[owner][1]
     run = run_script(generate(plan, name_by).text, {a: disks[d][2] for a, d in attached.items()}, tmp_path / "atv", runs_from=runs_from)
     disk, cmdline = expected_command_line(disks, scenario, name_by)
-    here = str(tmp_path / "atv" / "rootfs")
-    assert run.calls == _expected_calls(disk, cmdline, here), run.stderr
+    assert run.calls == _expected_calls(disk, cmdline, "/mnt/rootfs"), run.stderr
     assert run.handed_over and run.rc == -9, run.stderr  # killed by the kexec -e recorder: no return
     assert run.stdout == ""  # everything goes to stderr (rcS swallows stdout)
     assert "not found" not in run.stderr  # only the 2008 userland's commands are used
@@ -334,7 +333,7 @@ def test_script_found_elsewhere_uses_the_one_disk_that_holds_its_partitions(disk
     run = run_script(generate(plan).text, {"sda": disks["A"][2], "sdb": parts}, tmp_path / "atv", runs_from=None)
     assert run.kexec_load()[-1] == "--command-line=boot=/dev/sdb3 disk=/dev/sdb4 quiet nosplash" and run.handed_over
     assert "running from an unknown partition; OpenELEC's partitions are on /dev/sdb" in run.stderr
-    assert ("mount", "-o", "remount,ro", str(tmp_path / "atv" / "rootfs")) not in run.calls  # not ours to remount
+    assert ("umount", "/mnt/rootfs") not in run.calls  # not found on a mounted partition: nothing of ours to unmount
 
 
 def test_no_disk_holds_its_partitions_fails_loudly_before_kexec(disks, tmp_path):

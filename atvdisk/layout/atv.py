@@ -93,7 +93,7 @@ def kernel_options(value: str) -> tuple[str, ...]:
                 " not starting with - . , : / + @ % =)",
                 hint="quotes, white space, backslashes and shell or glob characters cannot pass the ATV's boot chain safely",
             )
-        name = w.split("=", 1)[0]
+        name = w.partition("=")[0]
         if name in RESERVED_PARAMS:
             raise AtvValueError(f"option {w!r}: {name}= is set by [boot] itself", hint="remove it from options; [boot] boot/storage and name_by set boot= and disk=")
     return words
@@ -107,7 +107,7 @@ def kernel_flags(value: str) -> str:
     n = len(value.encode())
     if n > KERNEL_FLAGS_MAX:
         raise AtvValueError(
-            f"the kernel command line is {n} bytes; boot.efi passes at most {KERNEL_FLAGS_MAX}: {value[:80]}...",
+            f"the kernel command line is {n} bytes; boot.efi passes at most {KERNEL_FLAGS_MAX}",
             hint="shorten options (or labels)",
         )
     return value
