@@ -15,20 +15,15 @@ to a qemu guest (tests/kernel/harness.py) and checked the way the Apple TV uses 
    sources say, computed here without atvdisk: Python's tarfile over the sample tarballs, the
    keyword, ``atvdisk.bootscript.generate(plan).text`` as patchstick.sh (patchstick.boot gone),
    KERNEL/SYSTEM/md5 files, the Media seeds;
-4. the boot script as atv-bootloader runs it: read from the Recovery partition (mounted
-   ``rw,force`` as atv-bootloader does) and executed with ``kexec`` and ``fsck.*`` replaced by
-   recorders, for ``--name-by device``, ``label``, ``uuid`` and ``--atv-disk sdb`` (attached as
-   the second disk). It must mount OSBoot from the expected device at /boot, find KERNEL there,
-   fsck each partition with its own fsck, call ``kexec -l`` with exactly the expected command
-   line, then ``kexec -e``. The command line is then used as OpenELEC's init does (busybox
-   ``mount`` of ``boot=`` read-only and ``disk=`` read-write). In label and uuid mode every other
-   disk's /dev nodes are moved away first: busybox findfs scans /dev, and every image of a
-   seeded layout carries the same labels and UUIDs;
+4. the command lines a boot script can hand OpenELEC's init, by label and by uuid, resolve with
+   busybox findfs (OpenELEC's init uses busybox's volume_id) on every partition of each image
+   (the script itself, run in an emulation of atv-bootloader's userland for every plist mode and
+   naming, is tests/kernel/test_atv_bootchain_kernel.py);
 5. the real hand-over: an image whose KERNEL is Debian's bzImage; its unmodified patchstick.sh
    runs with kexec-tools (guest_kexec_wrapper) and the second kernel reports its command line.
 
 Two boots: ``layouts`` (openelec device mode as sda, factory as sdb, label mode as sdc) and
-``handover`` (the hand-over image as sda, ``--atv-disk sdb`` as sdb, uuid mode as sdc).
+``handover`` (the hand-over image as sda, uuid mode as sdb).
 """
 
 from __future__ import annotations
@@ -56,7 +51,6 @@ from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import NameBy, load_layout
 
 from .harness import Disk, GuestResult
-from .records import calls as parse_calls
 
 pytestmark = pytest.mark.kernel
 
@@ -76,7 +70,6 @@ WRITTEN = "written by the guest kernel\n"
 # taken from atvdisk): device names as the ATV sees the disk, or LABEL=/UUID= as blkid shows them.
 DEVICE_CMDLINE = "boot=/dev/sda3 disk=/dev/sda4 quiet nosplash"
 LABEL_CMDLINE = "boot=LABEL=OSBoot disk=LABEL=Linux quiet nosplash"
-SDB_CMDLINE = "boot=/dev/sdb3 disk=/dev/sdb4 quiet nosplash"
 
 
 def atvdisk(*args: object) -> subprocess.CompletedProcess[str]:
@@ -164,6 +157,8 @@ MEDIA_EXPECTED: Expected = {
     ".config": _dir(),
     ".config/ssh_enable": _file(b""),
     ".cache": _dir(),
+    ".cache/services": _dir(),
+    ".cache/services/ssh.conf": _file(b"SSHD_START=true\n"),
     ".xbmc": _dir(),
     ".xbmc/userdata": _dir(),
 }
@@ -221,34 +216,6 @@ findfs_each() {
         rc=$?
         printf '%s\t%s\t%s\n' "$spec" "$dev" "$rc" >> "$out"
     done
-}
-
-# rehearse NAME DISK: run DISK's Recovery patchstick.sh as atv-bootloader does (partition mounted
-# rw,force, the script executed), recorders first on PATH; then mount what its kexec command line
-# names as OpenELEC's init does (boot= read-only at /flash, disk= read-write at /storage).
-rehearse() {
-    local name=$1 disk=$2 out=$RESULTS/rehearsal/$1 w bootspec= diskspec=
-    mkdir -p "$out"
-    guest_mount "rec-$name" "/dev/${disk}2" hfsplus rw,force || return 1
-    cp "/mnt/rec-$name/patchstick.sh" "$out/patchstick.sh"
-    rm -f "$RESULTS/calls"
-    "/mnt/rec-$name/patchstick.sh" > "$out/stdout" 2> "$out/stderr"
-    echo $? > "$out/rc"
-    mv "$RESULTS/calls" "$out/calls"
-    awk '$2 == "/boot"' /proc/mounts > "$out/boot-mounts"
-    sha256sum /boot/KERNEL > "$out/kernel.sha256" 2>&1
-    umount /boot
-    for w in $(tr '\0' '\n' < "$out/calls" | sed -n 's/^--command-line=//p'); do
-        case $w in boot=*) bootspec=${w#boot=} ;; disk=*) diskspec=${w#disk=} ;; esac
-    done
-    mkdir -p /flash /storage
-    mount -o ro "$bootspec" /flash 2> "$out/flash.err"
-    echo $? > "$out/flash.rc"
-    mount -o rw "$diskspec" /storage 2> "$out/storage.err"
-    echo $? > "$out/storage.rc"
-    awk '$2 == "/flash" || $2 == "/storage"' /proc/mounts > "$out/openelec-mounts"
-    umount /flash /storage 2>/dev/null
-    guest_umount "rec-$name"
 }
 
 # write_test NAME: write a file on NAME's mount and sync
@@ -310,11 +277,9 @@ guest_blkid
 hide_others sda
 findfs_each device-image {openelec_specs}
 unhide
-rehearse device sda
 
 hide_others sdc
 findfs_each label-image {openelec_specs}
-rehearse label sdc
 unhide
 
 hide_others sdb
@@ -420,6 +385,12 @@ def test_busybox_findfs_finds_every_label_and_uuid(layouts: Layouts, name: str, 
     assert _findfs(layouts.result, name) == want
 
 
+def test_label_image_names_partitions_by_label(layouts: Layouts) -> None:
+    # What the label image's script hands OpenELEC when the disk is alone; findfs above resolves it.
+    assert layouts.summaries["label"]["kernel_command_line"] == LABEL_CMDLINE
+    assert layouts.summaries["device"]["kernel_command_line"] == DEVICE_CMDLINE
+
+
 def test_efi_mounts_as_vfat(layouts: Layouts) -> None:
     for name in ("efi", "f-efi"):
         mount = layouts.result.mount(name)
@@ -519,65 +490,6 @@ def test_factory_files(layouts: Layouts) -> None:
 # ------------------------------------------------------------------------ rehearsals
 
 
-@dataclass(frozen=True)
-class Rehearsal:
-    script: str  # patchstick.sh as the guest read it
-    rc: int
-    stderr: str
-    calls: list[tuple[str, ...]]
-    boot_mounts: list[list[str]]  # /proc/mounts rows for /boot after the script
-    kernel_sha256: str
-    openelec_mounts: dict[str, list[str]]  # /flash, /storage -> /proc/mounts row
-
-    @classmethod
-    def of(cls, result: GuestResult, name: str) -> Rehearsal:
-        base = f"rehearsal/{name}"
-        rows = [line.split() for line in result.text(f"{base}/openelec-mounts").splitlines()]
-        for what in ("flash", "storage"):
-            assert result.text(f"{base}/{what}.rc").strip() == "0", result.text(f"{base}/{what}.err")
-        return cls(
-            script=result.text(f"{base}/patchstick.sh"),
-            rc=int(result.text(f"{base}/rc")),
-            stderr=result.text(f"{base}/stderr"),
-            calls=parse_calls({"calls": result.files[f"{base}/calls"]}),
-            boot_mounts=[line.split() for line in result.text(f"{base}/boot-mounts").splitlines()],
-            kernel_sha256=result.text(f"{base}/kernel.sha256").split()[0],
-            openelec_mounts={row[1]: row for row in rows},
-        )
-
-
-def check_rehearsal(r: Rehearsal, *, script: str, disk: str, cmdline: str, kernel: bytes) -> None:
-    assert r.script == script
-    assert (r.rc, r.stderr) == (0, "")
-    assert r.calls == [
-        ("fsck.hfsplus", "-p", f"/dev/{disk}3"),
-        ("fsck.ext4", "-p", f"/dev/{disk}4"),
-        ("kexec", "-l", "/boot/KERNEL", f"--command-line={cmdline}"),
-        ("kexec", "-e"),
-    ]
-    assert len(r.boot_mounts) == 1, r.boot_mounts
-    dev, _, fstype, options, *_ = r.boot_mounts[0]
-    assert (dev, fstype, options.split(",")[0]) == (f"/dev/{disk}3", "hfsplus", "ro")
-    assert r.kernel_sha256 == hashlib.sha256(kernel).hexdigest()
-    flash, storage = r.openelec_mounts["/flash"], r.openelec_mounts["/storage"]
-    assert (flash[0], flash[2], flash[3].split(",")[0]) == (f"/dev/{disk}3", "hfsplus", "ro")
-    assert (storage[0], storage[2], storage[3].split(",")[0]) == (f"/dev/{disk}4", "ext4", "rw")
-
-
-def test_boot_script_by_device(layouts: Layouts) -> None:
-    r = Rehearsal.of(layouts.result, "device")
-    kernel = (layouts.sample.openelec / "KERNEL").read_bytes()
-    check_rehearsal(r, script=generate(layouts.plan).text, disk="sda", cmdline=DEVICE_CMDLINE, kernel=kernel)
-
-
-def test_boot_script_by_label(layouts: Layouts) -> None:
-    r = Rehearsal.of(layouts.result, "label")
-    kernel = (layouts.sample.openelec / "KERNEL").read_bytes()
-    script = generate(layouts.plan, NameBy.LABEL).text
-    assert layouts.summaries["label"]["boot_script"] == script
-    check_rehearsal(r, script=script, disk="sdc", cmdline=LABEL_CMDLINE, kernel=kernel)
-
-
 # ------------------------------------------------------------------------ boot 2: hand-over
 
 
@@ -592,11 +504,8 @@ class Handover:
 
 HANDOVER_SCRIPT = """
 guest_blkid
-rehearse sdb sdb
-
-hide_others sdc
+hide_others sdb
 findfs_each uuid-image {openelec_specs}
-rehearse uuid sdc
 unhide
 
 # The real hand-over: kexec-tools instead of the kexec recorder (fsck.* stay recorders).
@@ -623,40 +532,26 @@ def handover(module_run_guest, guest_assets, tmp_path_factory: pytest.TempPathFa
     summaries = build_all(
         {
             "handover": openelec_build(tmp / "handover.img", sample, openelec=release),
-            "sdb": openelec_build(tmp / "sdb.img", sample, "--atv-disk", "sdb"),
             "uuid": openelec_build(tmp / "uuid.img", sample, "--name-by", "uuid"),
         }
     )
     script = GUEST_HELPERS + HANDOVER_SCRIPT.format(openelec_specs=_q(findfs_specs(openelec_plan())))
-    disks = [Disk(tmp / "handover.img"), Disk(tmp / "sdb.img"), Disk(tmp / "uuid.img")]
+    disks = [Disk(tmp / "handover.img"), Disk(tmp / "uuid.img")]
     result = module_run_guest(disks, script, timeout=300)
     return Handover(sample, kernel, guest_assets.kernel.release, summaries, result)
 
 
-def test_boot_script_on_a_usb_disk_sdb(handover: Handover) -> None:
-    r = Rehearsal.of(handover.result, "sdb")
-    plan = openelec_plan("/dev/sdb")
-    script = generate(plan).text
-    assert handover.summaries["sdb"]["boot_script"] == script
-    kernel = (handover.sample.openelec / "KERNEL").read_bytes()
-    check_rehearsal(r, script=script, disk="sdb", cmdline=SDB_CMDLINE, kernel=kernel)
-
-
-def test_boot_script_by_uuid(handover: Handover) -> None:
+def test_busybox_findfs_resolves_the_uuid_images_specs(handover: Handover) -> None:
     result = handover.result
-    seen_blkid = result.blkid()
-    # The UUIDs the command line must carry: what util-linux blkid shows for the uuid image.
-    cmdline = f"boot=UUID={seen_blkid['/dev/sdc3']['UUID']} disk=UUID={seen_blkid['/dev/sdc4']['UUID']} quiet nosplash"
     plan = openelec_plan()
-    script = generate(plan, NameBy.UUID).text
-    assert handover.summaries["uuid"]["boot_script"] == script
-    r = Rehearsal.of(result, "uuid")
-    kernel = (handover.sample.openelec / "KERNEL").read_bytes()
-    check_rehearsal(r, script=script, disk="sdc", cmdline=cmdline, kernel=kernel)
+    assert handover.summaries["uuid"]["kernel_command_line"] == generate(plan, NameBy.UUID).command_line
     want = {}
     for p in plan.partitions:
-        want[f"LABEL={p.fs.label}"] = want[f"UUID={fs_uuid(p)}"] = (f"/dev/sdc{p.number}", 0)
+        want[f"LABEL={p.fs.label}"] = want[f"UUID={fs_uuid(p)}"] = (f"/dev/sdb{p.number}", 0)
     assert _findfs(result, "uuid-image") == want
+    # The UUIDs the uuid image's command line carries are those util-linux blkid shows.
+    seen_blkid = result.blkid()
+    assert generate(plan, NameBy.UUID).command_line == f"boot=UUID={seen_blkid['/dev/sdb3']['UUID']} disk=UUID={seen_blkid['/dev/sdb4']['UUID']} quiet nosplash"
 
 
 def test_real_hand_over_to_the_kernel_on_osboot(handover: Handover) -> None:
