@@ -86,9 +86,6 @@ def test_hfs_uuid_derivation_matches_a_known_volume():
     assert hfs_blkid_uuid("7B8031DCF3FA5B8D") == "615848dd-d058-31fd-99e4-46b0a4fd6c0f"
 
 
-    assert hfs_blkid_uuid("7B8031DCF3FA5B8D") == "615848dd-d058-31fd-99e4-46b0a4fd6c0f"
-
-
 def _volume_ids_covering_the_uuid_bits() -> list[int]:
     """Volume ids whose MD5 digests put every pattern in the bytes the UUID's version (byte 6,
     high nibble) and variant (byte 8, two high bits) overwrite: the nibble to keep all 0s and all
