@@ -441,10 +441,10 @@ def generate(plan: Plan, name_by: NameBy | None = None) -> BootScript:
         raise _fail(e.message, e.hint) from None
     bdev, sdev = spec_for(bp, name_by), spec_for(sp, name_by)
     nominal = command_line(bdev, sdev, options)
-    # The script may fall back from LABEL= to UUID= to the device name: each must fit too.
+    # The script may fall back from LABEL= to UUID= to the device name (on whichever disk sda..sdh
+    # it finds them: the same length): each must fit too.
     for fallback in (NameBy.UUID, NameBy.DEVICE):
         command_line(spec_for(bp, fallback), spec_for(sp, fallback), options)
-    command_line("/dev/sdh" + "9" * 3, "/dev/sdh" + "9" * 3, options)  # another disk, any number
 
     def part(p: PlannedPartition) -> list[str]:
         # Labels only in label mode (validated by spec_for above); ids and UUIDs always.

@@ -31,7 +31,7 @@ from atvdisk.errors import BootFilesError, LayoutError
 from atvdisk.fs.hfs_adapter import read_small_file
 from atvdisk.inputs.sample import write_sample
 from atvdisk.layout.resolver import resolve
-from atvdisk.layout.schema import NameBy, load_layout, parse_layout
+from atvdisk.layout.schema import FsKind, NameBy, load_layout, parse_layout
 
 CF_BYTES = 8_451_072 * 512  # the original procedure's 4327MB CF card
 IMAGE_BYTES = 2 * 10**9  # atv1-openelec's smallest disk
@@ -205,6 +205,28 @@ def test_labels_the_atv_cannot_match_are_refused_in_label_mode(label):
     with pytest.raises(BootFilesError, match="cannot be named with LABEL="):
         generate(plan, NameBy.LABEL)
     generate(plan, NameBy.UUID)  # labels are not in the script unless it names by label
+
+
+def test_no_script_for_a_bootefi_plan_or_a_kernel_atv_bootloader_cannot_read():
+    with pytest.raises(BootFilesError, match="the layout boots by bootefi: it has no boot script"):
+        generate(resolve(load_layout("atv1-openelec4"), CF_BYTES, 512, seed="x"))
+    plan = plan_for()
+    ext4 = _with_part(plan, "OSBoot", kind=FsKind.EXT4)  # past the layout parser, which refuses it
+    with pytest.raises(BootFilesError, match=r"cannot read KERNEL from the ext4 partition OSBoot"):
+        generate(ext4)
+
+
+def test_every_fallback_command_line_fits_1024_bytes():
+    """By label, the script may hand over UUID= instead (41 bytes each): that must fit as well."""
+    plan = plan_for()
+    room = 1024 - len("boot=LABEL=OSBoot disk=LABEL=Linux ")
+    labelled = _with_boot(plan, options="x" * room)
+    with pytest.raises(BootFilesError, match="at most 1024"):
+        generate(labelled, NameBy.LABEL)
+    uuid_room = 1024 - len(generate(plan, NameBy.UUID).command_line.replace(" quiet nosplash", "")) - 1
+    assert len(generate(_with_boot(plan, options="x" * uuid_room), NameBy.LABEL).command_line) < 1024
+    with pytest.raises(BootFilesError, match="at most 1024"):
+        generate(_with_boot(plan, options="x" * (uuid_room + 1)), NameBy.LABEL)
 
 
 def test_kexec_from_ext4_is_refused_at_load():

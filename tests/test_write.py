@@ -156,7 +156,7 @@ name = "OSBoot"
 type = "hfsplus"
 size = "24MiB"
 fs = { kind = "hfsplus", label = "OSBoot" }
-contents = [ { kind = "text", path = "KERNEL", text = "not a kernel\\n" }, { kind = "bootscript", path = "boot.sh" } ]
+contents = [ { kind = "text", path = "KERNEL", text = "not a kernel\\n" }, { kind = "bootscript", path = "patchstick.sh" } ]
 [[partition]]
 name = "Media"
 type = "linux"
