@@ -136,6 +136,40 @@ def test_label_forms_are_the_on_disk_bytes():
     assert label_forms("A-very-long-label-x")[1:] == ("", "")  # no ext4 or FAT label can be 19 bytes
 
 
+@pytest.mark.parametrize("length", [1, 5, 10, 11, 12, 15, 16, 17])
+def test_label_forms_are_what_mke2fs_and_mkfs_fat_write(tmp_path, length):
+    """The script compares the label bytes it reads with these: judged by the real tools at every
+    length around the fields' sizes (ext4 16 bytes NUL-padded at 1024+0x78, FAT32 11 bytes
+    space-padded at 71); a label a field cannot hold has no form ('': never matched there)."""
+    label = "ABCDEFGHIJKLMNOPQ"[:length]
+    _, ext, fat = label_forms(label)
+    img = tmp_path / "e.img"
+    r = subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", label, str(img), "4M"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with open(img, "rb") as f:
+        f.seek(1024 + 0x78)
+        on_disk = f.read(16)
+    if length <= 16:
+        assert ext == on_disk.hex()
+    else:
+        assert ext == "" and on_disk == label.encode()[:16]  # mke2fs truncates: the label is not there
+    img = tmp_path / "f.img"
+    r = subprocess.run(["mkfs.fat", "-F", "32", "-n", label, "-C", str(img), str(40 * 1024)], capture_output=True, text=True)
+    if length <= 11:
+        assert r.returncode == 0, r.stderr
+        with open(img, "rb") as f:
+            f.seek(71)
+            assert fat == f.read(11).hex()
+    else:
+        assert r.returncode != 0 and fat == ""  # mkfs.fat refuses it too
+
+
+def test_sh_quote_takes_only_text():
+    for value in (5, b"OSBoot", None):
+        with pytest.raises(TypeError, match="sh_quote takes text"):
+            sh_quote(value)
+
+
 def test_raw_ids_are_what_is_on_the_disk(tmp_path):
     """The script compares these with bytes it reads: they must be the very bytes (read here
     with Python at the offsets the script uses, and named as blkid names them)."""
@@ -214,6 +248,26 @@ def test_no_script_for_a_bootefi_plan_or_a_kernel_atv_bootloader_cannot_read():
     ext4 = _with_part(plan, "OSBoot", kind=FsKind.EXT4)  # past the layout parser, which refuses it
     with pytest.raises(BootFilesError, match=r"cannot read KERNEL from the ext4 partition OSBoot"):
         generate(ext4)
+
+
+def test_a_plan_without_boot_or_with_a_storage_the_script_cannot_recognise_is_refused():
+    plan = plan_for()
+    with pytest.raises(BootFilesError, match=r"the layout has no \[boot\] table"):
+        generate(dataclasses.replace(plan, boot=None))
+    for kind in (FsKind.SWAP, FsKind.NONE):
+        with pytest.raises(BootFilesError, match=f"the storage partition Media has no filesystem the script can recognise \\({kind}\\)"):
+            generate(_with_part(plan, "Media", kind=kind))
+
+
+def test_a_fat32_kernel_partition_is_named_by_its_volume_id():
+    """atv-bootloader's kernel reads FAT too: the FAT volume id is what blkid and OpenELEC's
+    init show (XXXX-XXXX), and it is checked for that form like the others."""
+    fat = _with_part(plan_for(), "OSBoot", kind=FsKind.FAT32, uuid="1A2B-3C4D", label="OSBOOT")
+    assert generate(fat, NameBy.UUID).command_line.startswith("boot=UUID=1A2B-3C4D disk=UUID=")
+    assert raw_id(fat.partition("OSBoot")) == "4d3c2b1a"  # little-endian at byte 67
+    for bad in ("1a2b-3c4d", "1A2B3C4D", "1A2B-3C4D'"):
+        with pytest.raises(BootFilesError, match="FAT volume id .* is not XXXX-XXXX"):
+            generate(_with_part(plan_for(), "OSBoot", kind=FsKind.FAT32, uuid=bad), NameBy.UUID)
 
 
 def test_every_fallback_command_line_fits_1024_bytes():
