@@ -14,6 +14,7 @@ import os
 import shutil
 import struct
 import tempfile
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,12 +143,12 @@ def _check_table(f, plan: Plan, report: VerifyReport) -> None:  # noqa: ANN001 -
 # -- filesystems ----------------------------------------------------------------------------
 
 
-def _check_plist(device: str, p: PlannedPartition, plist: PlistExpectation, found: list[Entry] | None, report: VerifyReport, tmp: str) -> None:
-    """Read the boot plist back, parse it, and check it says what the plan needs."""
+def _check_plist(device: str, p: PlannedPartition, plist: PlistExpectation, root_files: set[str] | None, report: VerifyReport, tmp: str) -> None:
+    """Read the boot plist back, parse it, and check it says what the plan needs (``root_files``:
+    the files found at the partition's root)."""
     name = f"partition {p.number} ({p.name})"
-    if found is None:
+    if root_files is None:
         return  # the filesystem itself is already reported unreadable
-    root_files = {e.path for e in found if "/" not in e.path and e.kind is NodeKind.FILE}
     if plist.path not in root_files:
         report.bad(f"{name}: /{plist.path} is missing: boot.efi gets no Kernel and no Kernel Flags")
         return
@@ -174,8 +175,9 @@ def _check_plist(device: str, p: PlannedPartition, plist: PlistExpectation, foun
         report.ok(f"{name}: /{plist.path} parsed: {what}")
 
 
-def _check_partition(device: str, f, p: PlannedPartition, expected: list[Entry] | None, complete: bool, report: VerifyReport, tmp: str) -> list[Entry] | None:  # noqa: ANN001
-    """Check partition ``p``; the entries found on it (None: no files, or not readable)."""
+def _check_partition(device: str, f, p: PlannedPartition, expected: list[Entry] | None, complete: bool, report: VerifyReport, tmp: str) -> set[str] | None:  # noqa: ANN001
+    """Check partition ``p``; the names of the files found at its root (None: no files, or not
+    readable)."""
     name = f"partition {p.number} ({p.name})"
     kind = p.fs.kind
     if kind is FsKind.NONE:
@@ -183,23 +185,56 @@ def _check_partition(device: str, f, p: PlannedPartition, expected: list[Entry] 
     if kind is FsKind.SWAP:
         _check_swap(f, p, report, name)
         return None
+    root_files: set[str] = set()
+
+    def at_root(found: Iterable[Entry]) -> Iterator[Entry]:
+        for e in found:
+            if "/" not in e.path and e.kind is NodeKind.FILE:
+                root_files.add(e.path)
+            yield e
+
+    if kind.is_hfs:
+        # The entries stream from the volume (memory bounded by its folders, not its files).
+        try:
+            with hfs_adapter.open_entries(device, p.offset, p.size_bytes) as (info, entries):
+                _check_hfs_header(info, p, report, name)
+                if expected is not None:
+                    _compare_hfs(name, p, expected, at_root(entries), complete, report)
+                else:
+                    root_files.update(e.path for e in entries if "/" not in e.path and e.kind is NodeKind.FILE)
+        except AtvdiskError as e:
+            report.bad(f"{name}: {e}")
+            return None
+        return root_files
     if kind is FsKind.FAT32:
         found = _fat_entries(device, f, p, report, name, tmp)
-    elif kind is FsKind.EXT4:
-        found = _ext4_entries(device, f, p, report, name, tmp)
     else:
-        found = _hfs_entries(device, p, report, name)
-    if found is None or expected is None:
-        return found
-    all_found = found
-    if kind.is_hfs and p.fs.journal:
+        found = _ext4_entries(device, f, p, report, name, tmp)
+    if found is None:
+        return None
+    if expected is None:
+        for _ in at_root(found):
+            pass
+        return root_files
+    compare(name, kind, expected, at_root(found), complete, report)
+    return root_files
+
+
+def _compare_hfs(name: str, p: PlannedPartition, expected: list[Entry], entries: Iterator[Entry], complete: bool, report: VerifyReport) -> None:
+    journal_files: dict[str, Entry] = {}
+    if p.fs.journal:
         # Apple's newfs_hfs puts the journal in two files at the root; they belong there.
-        journal_files = {e.path: e for e in found if e.path in (".journal", ".journal_info_block")}
-        if set(journal_files) != {".journal", ".journal_info_block"} or any(e.kind is not NodeKind.FILE for e in journal_files.values()):
-            report.bad(f"{name}: a journaled volume needs the files /.journal and /.journal_info_block")
-        found = [e for e in found if e.path not in journal_files]
-    compare(name, kind, expected, found, complete, report)
-    return all_found
+        def without_journal(found: Iterator[Entry]) -> Iterator[Entry]:
+            for e in found:
+                if e.path in (".journal", ".journal_info_block"):
+                    journal_files[e.path] = e
+                else:
+                    yield e
+
+        entries = without_journal(entries)
+    compare(name, p.fs.kind, expected, entries, complete, report)
+    if p.fs.journal and (set(journal_files) != {".journal", ".journal_info_block"} or any(e.kind is not NodeKind.FILE for e in journal_files.values())):
+        report.bad(f"{name}: a journaled volume needs the files /.journal and /.journal_info_block")
 
 
 def _check_swap(f, p: PlannedPartition, report: VerifyReport, name: str) -> None:  # noqa: ANN001
@@ -415,12 +450,7 @@ def _debugfs_sections(output: str, keys: list[str]):
     return zip(keys, blocks, strict=False)
 
 
-def _hfs_entries(device: str, p: PlannedPartition, report: VerifyReport, name: str) -> list[Entry] | None:
-    try:
-        info, entries = hfs_adapter.read(device, p.offset, p.size_bytes)
-    except AtvdiskError as e:
-        report.bad(f"{name}: {e}")
-        return None
+def _check_hfs_header(info: hfs_adapter.VolumeInfo, p: PlannedPartition, report: VerifyReport, name: str) -> None:
     expected_sig = "HX" if p.fs.kind is FsKind.HFSX else "H+"
     if info.signature != expected_sig:
         report.bad(f"{name}: HFS signature {info.signature!r}, expected {expected_sig!r}")
@@ -433,7 +463,6 @@ def _hfs_entries(device: str, p: PlannedPartition, report: VerifyReport, name: s
     if p.fs.uuid and info.volume_id != p.fs.uuid:
         report.bad(f"{name}: HFS+ volume id {info.volume_id}, expected {p.fs.uuid}")
     report.ok(f"{name}: {p.fs.kind} volume header, name, journal flag, clean flag, volume id")
-    return entries
 
 
 # -- contents -------------------------------------------------------------------------------
@@ -477,19 +506,24 @@ def expected_entries(tree: FileTree, kind: FsKind, known: dict[str, str] | None 
     return out
 
 
-def compare(name: str, kind: FsKind, expected: list[Entry], found: list[Entry], complete: bool, report: VerifyReport) -> None:
+def compare(name: str, kind: FsKind, expected: list[Entry], found: Iterable[Entry], complete: bool, report: VerifyReport) -> None:
     """Every expected entry must be found with the same kind, size, sha256, target, mode and
-    owner (where both sides have them); with ``complete``, nothing else may be found."""
+    owner (where both sides have them); with ``complete``, nothing else may be found.
+
+    ``found`` is consumed once, entry by entry (it may stream from the disk): only the expected
+    entries not yet seen are kept. Findings are reported in the order of ``expected``, then
+    what no source put there in the order found."""
     norm = hfs_adapter.stored_form if kind.is_hfs else (lambda s: s)
-    want = {norm(e.path): e for e in expected}
-    have = {norm(e.path): e for e in found}
-    problems = 0
-    for path, e in want.items():
-        g = have.get(path)
-        if g is None:
-            report.bad(f"{name}: /{e.path} is missing")
-            problems += 1
+    want = {norm(e.path): i for i, e in enumerate(expected)}
+    problems: list[tuple[int, str]] = []
+    extra: list[str] = []
+    for g in found:
+        i = want.pop(norm(g.path), None)
+        if i is None:
+            if complete:
+                extra.append(f"{name}: /{g.path} is there but no source put it there")
             continue
+        e = expected[i]
         diffs = []
         if g.kind is not e.kind:
             diffs.append(f"is a {g.kind}, expected a {e.kind}")
@@ -505,15 +539,15 @@ def compare(name: str, kind: FsKind, expected: list[Entry], found: list[Entry], 
             if e.uid is not None and g.uid is not None and (g.uid, g.gid) != (e.uid, e.gid):
                 diffs.append(f"owner {g.uid}:{g.gid}, expected {e.uid}:{e.gid}")
         if diffs:
-            report.bad(f"{name}: /{e.path}: " + "; ".join(diffs))
-            problems += 1
-    if complete:
-        for path, g in have.items():
-            if path not in want:
-                report.bad(f"{name}: /{g.path} is there but no source put it there")
-                problems += 1
+            problems.append((i, f"{name}: /{e.path}: " + "; ".join(diffs)))
+    problems += [(i, f"{name}: /{expected[i].path} is missing") for i in want.values()]
+    problems.sort()
+    for _, message in problems:
+        report.bad(message)
+    for message in extra:
+        report.bad(message)
     files = sum(1 for e in expected if e.kind is NodeKind.FILE)
-    if not problems:
+    if not problems and not extra:
         report.ok(f"{name}: {len(expected)} entries ({files} files) match their sources" + ("" if complete else " (the parts whose sources were given)"))
 
 

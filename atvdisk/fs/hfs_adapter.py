@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import tempfile
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -177,18 +179,27 @@ def write(volume: VolumeLayout, region: Region, tree: FileTree, progress: Progre
 
 def read(device: str, offset: int, length: int):  # noqa: ANN201 - (VolumeInfo, list[Entry])
     """The volume header facts and every entry, with sha256 of each file's data fork."""
+    with open_entries(device, offset, length) as (info, entries):
+        return info, list(entries)
+
+
+@contextmanager
+def open_entries(device: str, offset: int, length: int) -> Iterator[tuple[VolumeInfo, Iterator[Entry]]]:
+    """The volume header facts and an iterator over every entry (sha256 of each file's data
+    fork taken as it comes), in catalog order; memory bounded by the number of folders, not of
+    files (:meth:`HfsVolume.scan`). Valid while the context is open."""
     from atvdisk.fs.hfsplus.reader import HfsVolume
 
-    entries = []
     with HfsVolume.open(device, offset, length) as vol:
         info = VolumeInfo(vol.signature, vol.volume_name, vol.journaled, vol.clean, f"{vol.volume_id:016X}")
-        for e in vol.walk():
-            if e.kind == "special":
-                entries.append(Entry(e.path, NodeKind.FILE, e.size, e.mode & 0o7777, e.uid, e.gid, "(not a regular file)"))
-                continue
-            kind = {"dir": NodeKind.DIR, "file": NodeKind.FILE, "symlink": NodeKind.SYMLINK}[e.kind]
-            entries.append(
-                Entry(
+
+        def entries() -> Iterator[Entry]:
+            for e in vol.scan():
+                if e.kind == "special":
+                    yield Entry(e.path, NodeKind.FILE, e.size, e.mode & 0o7777, e.uid, e.gid, "(not a regular file)")
+                    continue
+                kind = _KINDS[e.kind]
+                yield Entry(
                     e.path,
                     kind,
                     e.size if kind is NodeKind.FILE else 0,
@@ -198,8 +209,11 @@ def read(device: str, offset: int, length: int):  # noqa: ANN201 - (VolumeInfo, 
                     vol.sha256(e) if kind is NodeKind.FILE else None,
                     e.link_target,
                 )
-            )
-    return info, entries
+
+        yield info, entries()
+
+
+_KINDS = {"dir": NodeKind.DIR, "file": NodeKind.FILE, "symlink": NodeKind.SYMLINK}
 
 
 def read_small_file(device: str, offset: int, length: int, path: str, limit: int = 1 << 20) -> bytes | None:
@@ -210,7 +224,7 @@ def read_small_file(device: str, offset: int, length: int, path: str, limit: int
 
     want = stored_form(path)
     with HfsVolume.open(device, offset, length) as vol:
-        for e in vol.walk():
+        for e in vol.scan():  # bounded memory on a volume with many files
             if e.path == want and e.kind == "file":
                 if e.size > limit:
                     raise UsageError(f"/{path} is {e.size} bytes; at most {limit} expected", hint="check the volume")

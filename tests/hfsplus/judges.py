@@ -148,10 +148,12 @@ def listing_pytsk3(image: Path, offset: int = 0) -> dict[str, Expected]:
     return out
 
 
-def listing_reader(image: Path, offset: int = 0) -> tuple[dict[str, Expected], HfsVolume]:
+def listing_reader(image: Path, offset: int = 0, *, scan: bool = False) -> tuple[dict[str, Expected], HfsVolume]:
+    """The reader's listing: by :meth:`HfsVolume.walk` (depth first), or with ``scan`` by
+    :meth:`HfsVolume.scan` (catalog order, what verification uses)."""
     vol = HfsVolume.open(image, offset)
     out: dict[str, Expected] = {}
-    for e in vol.walk():
+    for e in vol.scan() if scan else vol.walk():
         out[e.path_nfc] = Expected(
             e.path_nfc, e.kind, e.size, e.mode & 0o7777, e.uid, e.gid,
             vol.sha256(e) if e.kind == "file" else None, e.link_target,

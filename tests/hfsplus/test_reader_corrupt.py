@@ -53,6 +53,9 @@ def _exercise(path: Path) -> None:
         for e in vol.walk():
             if e.kind == "file":
                 vol.sha256(e)
+        for e in vol.scan():
+            if e.kind == "file":
+                vol.sha256(e)
         vol.check()
 
 

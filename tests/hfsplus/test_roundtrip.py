@@ -66,9 +66,13 @@ def test_round_trip(case: HfsCase, built) -> None:
     expected = expected_listing(src)
     extra = journal_entries(case)
 
+    scanned, vol = listing_reader(image, scan=True)  # verification's streaming walk
+    vol.close()
+    problems = diff(expected, {k: v for k, v in scanned.items() if k not in extra}, "reader scan")
+    assert extra <= set(scanned)
     got, vol = listing_reader(image)
     try:
-        problems = diff(expected, {k: v for k, v in got.items() if k not in extra}, "reader")
+        problems += diff(expected, {k: v for k, v in got.items() if k not in extra}, "reader")
         assert extra <= set(got)
         figures = vol.check()
         assert figures["files"] == sum(e.kind != "dir" for e in expected.values()) + len(extra)

@@ -171,6 +171,7 @@ class HfsVolume:
             raise HfsCorruptError(f"{name}: {length} bytes is too small for an HFS+ volume")
         self.length = length
         self._cat_cache: list | None = None
+        self._root_rec: tuple[HFSPlusCatalogKey, HFSPlusCatalogFolder] | None = None
         self._ext_overflow: dict[tuple[int, int], list[tuple[int, HFSPlusExtentRecord]]] | None = None
         self._load_header()
 
@@ -391,18 +392,7 @@ class HfsVolume:
 
     def _catalog_records(self) -> list[tuple[HFSPlusCatalogKey, bytes]]:
         if self._cat_cache is None:
-            recs = []
-            prev: HFSPlusCatalogKey | None = None
-            for key, data in self.catalog_tree.leaf_records():
-                k = HFSPlusCatalogKey.unpack(key)
-                if prev is not None and self._cmp_cat(prev, k) >= 0:
-                    raise HfsCorruptError(
-                        f"{self.name}: catalog keys out of order ({prev.parentID}/{_show(prev)} "
-                        f"then {k.parentID}/{_show(k)})"
-                    )
-                prev = k
-                recs.append((k, data))
-            self._cat_cache = recs
+            self._cat_cache = list(self._catalog_stream())
         return self._cat_cache
 
     def _cmp_cat(self, a: HFSPlusCatalogKey, b: HFSPlusCatalogKey) -> int:
@@ -410,29 +400,48 @@ class HfsVolume:
             return -1 if a.parentID < b.parentID else 1
         return self._order.compare(a.nodeName.unicode, b.nodeName.unicode)
 
+    def _catalog_stream(self) -> Iterator[tuple[HFSPlusCatalogKey, bytes]]:
+        """Every catalog leaf record in key order (checked), one at a time, nothing kept."""
+        prev: HFSPlusCatalogKey | None = None
+        for key, data in self.catalog_tree.leaf_records():
+            k = HFSPlusCatalogKey.unpack(key)
+            if prev is not None and self._cmp_cat(prev, k) >= 0:
+                raise HfsCorruptError(
+                    f"{self.name}: catalog keys out of order ({prev.parentID}/{_show(prev)} "
+                    f"then {k.parentID}/{_show(k)})"
+                )
+            prev = k
+            yield k, data
+
+    def _record(self, k: HFSPlusCatalogKey, data: bytes, *, files: bool = True) -> tuple[int, object]:
+        """``(record type, record)`` of one catalog leaf record, checked as :meth:`_index` does.
+        With ``files`` False a file record is not unpacked (None)."""
+        if len(data) < 2:
+            raise HfsCorruptError(f"{self.name}: empty catalog record")
+        (rt,) = struct.unpack_from(">h", data, 0)
+        if rt in (kHFSPlusFolderThreadRecord, kHFSPlusFileThreadRecord):
+            th = HFSPlusCatalogThread.unpack(data)
+            if k.nodeName.unicode:
+                raise HfsCorruptError(f"{self.name}: thread record with a name in its key")
+            return rt, th
+        if rt not in (kHFSPlusFolderRecord, kHFSPlusFileRecord):
+            raise HfsCorruptError(f"{self.name}: unknown catalog record type {rt}")
+        if not k.nodeName.unicode:
+            raise HfsCorruptError(f"{self.name}: file or folder record with an empty name")
+        if rt == kHFSPlusFolderRecord:
+            return rt, HFSPlusCatalogFolder.unpack(data)
+        return rt, (HFSPlusCatalogFile.unpack(data) if files else None)
+
     @_guard
     def _index(self) -> tuple[dict[int, list[tuple[bytes, object]]], dict[int, HFSPlusCatalogThread], HFSPlusCatalogKey, HFSPlusCatalogFolder]:
         children: dict[int, list[tuple[bytes, object]]] = {}
         threads: dict[int, HFSPlusCatalogThread] = {}
         root: tuple[HFSPlusCatalogKey, HFSPlusCatalogFolder] | None = None
         for k, data in self._catalog_records():
-            if len(data) < 2:
-                raise HfsCorruptError(f"{self.name}: empty catalog record")
-            (rt,) = struct.unpack_from(">h", data, 0)
-            if rt == kHFSPlusFolderRecord:
-                rec: object = HFSPlusCatalogFolder.unpack(data)
-            elif rt == kHFSPlusFileRecord:
-                rec = HFSPlusCatalogFile.unpack(data)
-            elif rt in (kHFSPlusFolderThreadRecord, kHFSPlusFileThreadRecord):
-                th = HFSPlusCatalogThread.unpack(data)
-                if k.nodeName.unicode:
-                    raise HfsCorruptError(f"{self.name}: thread record with a name in its key")
-                threads[k.parentID] = th
+            _rt, rec = self._record(k, data)
+            if isinstance(rec, HFSPlusCatalogThread):
+                threads[k.parentID] = rec
                 continue
-            else:
-                raise HfsCorruptError(f"{self.name}: unknown catalog record type {rt}")
-            if not k.nodeName.unicode:
-                raise HfsCorruptError(f"{self.name}: file or folder record with an empty name")
             if k.parentID == kHFSRootParentID:
                 if not isinstance(rec, HFSPlusCatalogFolder) or rec.folderID != kHFSRootFolderID or root:
                     raise HfsCorruptError(f"{self.name}: bad root folder record")
@@ -443,9 +452,25 @@ class HfsVolume:
             raise HfsCorruptError(f"{self.name}: the catalog has no root folder")
         return children, threads, root[0], root[1]
 
+    @_guard
+    def _root(self) -> tuple[HFSPlusCatalogKey, HFSPlusCatalogFolder]:
+        """The root folder's record (its key holds the volume name): the catalog's first record,
+        as the smallest key (parent 1). Reads only the first leaf node."""
+        if self._root_rec is None:
+            for k, data in self._catalog_stream():
+                if k.parentID == kHFSRootParentID:
+                    _rt, rec = self._record(k, data)
+                    if not isinstance(rec, HFSPlusCatalogFolder) or rec.folderID != kHFSRootFolderID:
+                        raise HfsCorruptError(f"{self.name}: bad root folder record")
+                    self._root_rec = (k, rec)
+                break
+            if self._root_rec is None:
+                raise HfsCorruptError(f"{self.name}: the catalog has no root folder")
+        return self._root_rec
+
     @property
     def volume_name(self) -> str:
-        _, _, key, _ = self._index()
+        key, _ = self._root()
         return decode_name(key.nodeName.unicode)
 
     def _entry(self, path: str, name_parent: int, rec: object) -> HfsEntry:
@@ -508,6 +533,67 @@ class HfsVolume:
                     seen.add(e.cnid)
                     subdirs.append((e.cnid, p))
             stack.extend(reversed(subdirs))
+
+    @_guard_gen
+    def scan(self) -> Iterator[HfsEntry]:
+        """Every entry below the root, as :meth:`walk` finds them, but in catalog order (folder
+        by folder id, not depth first) and in memory bounded by the number of *folders*: the
+        catalog is read twice (first the folders' names and parents, then every record, one at a
+        time) and nothing per file is kept. For verifying volumes with many files.
+
+        Entries a walk from the root would not reach (a parent that is no folder) are left out
+        as :meth:`walk` leaves them out; a folder listed twice or a cycle is HfsCorruptError."""
+        folders: dict[int, tuple[int, bytes]] = {}  # folder id -> (parent id, name as stored)
+        root = False
+        for k, data in self._catalog_stream():
+            _rt, rec = self._record(k, data, files=False)
+            if isinstance(rec, HFSPlusCatalogThread):
+                continue
+            if k.parentID == kHFSRootParentID:
+                if not isinstance(rec, HFSPlusCatalogFolder) or rec.folderID != kHFSRootFolderID or root:
+                    raise HfsCorruptError(f"{self.name}: bad root folder record")
+                root = True
+            elif isinstance(rec, HFSPlusCatalogFolder):
+                if rec.folderID in folders or rec.folderID == kHFSRootFolderID:
+                    raise HfsCorruptError(f"{self.name}: folder {rec.folderID} appears twice (cycle)")
+                folders[rec.folderID] = (k.parentID, k.nodeName.unicode)
+        if not root:
+            raise HfsCorruptError(f"{self.name}: the catalog has no root folder")
+        paths: dict[int, str | None] = {kHFSRootFolderID: ""}  # None: not below the root
+
+        def path_of(cnid: int) -> str | None:
+            chain: list[int] = []
+            while cnid not in paths:
+                if cnid not in folders:
+                    paths[cnid] = None
+                    break
+                if len(chain) > len(folders):
+                    raise HfsCorruptError(f"{self.name}: folder {cnid} is its own ancestor (cycle)")
+                chain.append(cnid)
+                cnid = folders[cnid][0]
+            for c in reversed(chain):
+                parent = paths[folders[c][0]]
+                paths[c] = None if parent is None else (f"{parent}/" if parent else "") + decode_name(folders[c][1])
+            return paths[cnid] if not chain else paths[chain[0]]
+
+        for k, data in self._catalog_stream():
+            if k.parentID == kHFSRootParentID:
+                continue
+            _rt, rec = self._record(k, data)
+            if isinstance(rec, HFSPlusCatalogThread):
+                continue
+            parent = path_of(k.parentID)
+            if parent is None:
+                continue
+            if isinstance(rec, HFSPlusCatalogFolder):
+                if folders.get(rec.folderID) != (k.parentID, k.nodeName.unicode):
+                    raise HfsCorruptError(f"{self.name}: the catalog changed while it was read")
+                path = path_of(rec.folderID)
+                assert path is not None
+            else:
+                name = decode_name(k.nodeName.unicode)
+                path = f"{parent}/{name}" if parent else name
+            yield self._entry(path, k.parentID, rec)
 
     # -- contents ---------------------------------------------------------------------------
 
