@@ -23,6 +23,7 @@ from atvdisk.bootplist import BootPlist, PlistExpectation, expectation
 from atvdisk.bootscript import BootScript, generate
 from atvdisk.errors import BuildError, InputError, UsageError
 from atvdisk.fs import hfs_adapter
+from atvdisk.fs.entry import Entry
 from atvdisk.fs.ext4 import check_tree as check_ext4_tree
 from atvdisk.fs.ext4 import make_ext4
 from atvdisk.fs.fat import check_tree as check_fat_tree
@@ -96,6 +97,11 @@ class Prepared:
     manifest: Manifest | None = None  # written by apply() (None before, or without a holder)
     # An image build checks the release's md5 sums while writing (apply), not before: see prepare().
     deferred_md5: OpenElecRelease | None = None
+    # Why this disk gets no manifest although its layout has a holder (too large; prepare()).
+    no_manifest: str | None = None
+    # What each partition must hold, with the sha256 of every file (the manifest's entries and
+    # the manifest itself): set by apply(), for the verification after it.
+    expected: dict[int, list[Entry]] | None = None
 
 
 def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipped: list[str] | None = None, defer_md5: bool = False) -> Prepared:
@@ -149,6 +155,13 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
             f"layout {layout.name} has no FAT32 or ext4 partition to hold atvdisk's manifest: `verify` will need this"
             " build's options, and `write` cannot grow an image of it"
         )
+    # Before the HFS+ layouts: the manifest's trial run is freed before they are made.
+    no_manifest = _manifest_room(settings, plan, contents)
+    if no_manifest is not None:
+        warnings.append(
+            f"this disk gets no atvdisk manifest: {no_manifest}; `verify` will need this build's options,"
+            " and `write` cannot grow an image of it"
+        )
     for number, pc in contents.items():
         p = pc.partition
         if p.fs.kind.is_hfs:
@@ -163,7 +176,39 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
             (check_ext4_tree if p.fs.kind is FsKind.EXT4 else check_fat_tree)(p, pc.tree)
             _check_fits(p, pc.tree)
     prepared.deferred_md5 = deferred
+    prepared.no_manifest = no_manifest
     return prepared
+
+
+def _manifest_room(settings: BuildSettings, plan: Plan, contents: dict[int, PartitionContents]) -> str | None:
+    """Why the manifest cannot be written (too large to read back, or to fit its partition), or
+    None. Its exact size is known before any data is read: every field but the digests (all 64
+    hex digits) comes from the trees."""
+    holder = manifest.holder(plan)
+    if holder is None:
+        return None
+    entries = {n: expected_entries(pc.tree, pc.partition.fs.kind, placeholder=manifest.PLACEHOLDER_SHA256) for n, pc in contents.items()}
+    size = len(_make_manifest(settings, plan, entries).to_bytes())
+    del entries
+    used = 0
+    if holder.number in contents:
+        block = holder.fs.cluster_size or holder.fs.block_size or 4096
+        tree = contents[holder.number].tree
+        used = sum(-(-n.size // block) * block for _, n in tree.files()) + block * len(tree.nodes)
+    return manifest.fits(size, holder, used)
+
+
+def _make_manifest(settings: BuildSettings, plan: Plan, entries: dict[int, list[Entry]]) -> Manifest:
+    inputs = settings.inputs
+    return manifest.make(
+        settings.effective_layout(),
+        plan,
+        seed=plan.seed or "",
+        epoch=settings.epoch,
+        name_by=settings.name_by,
+        inputs={"openelec": inputs.openelec.path if inputs.openelec else None, "restore": inputs.restore, "recovery": inputs.recovery},
+        entries=entries,
+    )
 
 
 def _small_file_reader(node: Node) -> bytes:
@@ -240,8 +285,12 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
         write_tools()
     else:
         _parallel([*jobs, write_tools], cancel)
+    prepared.hfs.clear()  # the HFS+ layouts are written: free them before the manifest and verification
     holder = manifest.holder(plan)
-    if holder is not None and prepared.settings is not None:
+    if holder is not None and prepared.settings is not None and prepared.no_manifest is not None:
+        with progress.step(f"no manifest on partition {holder.number} {holder.name}: {prepared.no_manifest}"):
+            pass
+    elif holder is not None and prepared.settings is not None:
         with progress.step(f"write atvdisk's manifest (layout, seed, sha256 of every file) to partition {holder.number} {holder.name}"):
             write_manifest(prepared, access, holder, workdir=workdir)
     with progress.step(f"write the GPT ({len(plan.partitions)} partitions)" + (" and the hybrid MBR" if plan.hybrid_mbr else "")):
@@ -312,21 +361,19 @@ def write_manifest(prepared: Prepared, access: DiskAccess, holder: PlannedPartit
         found = expected_entries(pc.tree, pc.partition.fs.kind, known)
         known.update({e.path: e.sha256 for e in found if e.sha256})
         entries[number] = found
-    inputs = settings.inputs
-    record = manifest.make(
-        settings.effective_layout(),
-        prepared.plan,
-        seed=prepared.plan.seed or "",
-        epoch=settings.epoch,
-        name_by=settings.name_by,
-        inputs={"openelec": inputs.openelec.path if inputs.openelec else None, "restore": inputs.restore, "recovery": inputs.recovery},
-        entries=entries,
-    )
+    record = _make_manifest(settings, prepared.plan, entries)
     data = manifest.write(access.path, holder, record, workdir=workdir)
     prepared.manifest = record
     tree = prepared.contents[holder.number].tree
     tree.add_file(manifest.MANIFEST_NAME, Inline(data), len(data), mode=0o644, mtime=settings.epoch, origin="atvdisk's manifest")
-    prepared.hashes[holder.number][manifest.MANIFEST_NAME] = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
+    prepared.hashes[holder.number][manifest.MANIFEST_NAME] = digest
+    node = tree.nodes[manifest.MANIFEST_NAME]
+    perms = holder.fs.kind is not FsKind.FAT32
+    entries.setdefault(holder.number, []).append(
+        Entry(manifest.MANIFEST_NAME, node.kind, node.size, node.mode if perms else None, node.uid if perms else None, node.gid if perms else None, digest)
+    )
+    prepared.expected = entries
 
 
 def _epoch(tree: FileTree) -> int:

@@ -12,10 +12,12 @@ of the ATV layouts, which the ATV's boot chain never reads), else of the first e
 after every filesystem and before the partition table, so it can hold the sha256 of data that
 was streamed while writing.
 
-The format (``atvdisk-manifest/1``) is JSON with sorted keys, so that builds with ``--seed`` and
+The format (``atvdisk-manifest/1``) is compact JSON (no whitespace: Python's C encoder, a
+third less than an indented document) with sorted keys, so that builds with ``--seed`` and
 ``SOURCE_DATE_EPOCH`` stay bit-identical: no host paths (input files by base name), no clock.
 A manifest read from a disk is untrusted input: its size is bounded and every field is checked
-(:class:`ManifestError`).
+(:class:`ManifestError`). The bound is one the build keeps too (:func:`fits`): atvdisk never
+writes a manifest it would refuse to read.
 """
 
 from __future__ import annotations
@@ -39,8 +41,16 @@ from atvdisk.layout.schema import FsKind, Layout, NameBy, parse_layout
 
 MANIFEST_FORMAT = "atvdisk-manifest/1"
 MANIFEST_NAME = "atvdisk-manifest.json"
-MAX_MANIFEST_BYTES = 16 << 20
+# The largest manifest atvdisk writes, and so the largest it reads. On the bundled layouts it
+# lives on the 34 MiB FAT32 EFI partition, which holds at most ~34 MiB of it: about 200,000 files
+# (a file's entry is ~170 bytes with a typical path: path, size, mode, owner, sha256; 100,000
+# files make 16.8 MB). Twice that leaves room for a layout with a larger holder (~390,000
+# files) while a reader's json.loads stays bounded. A build whose manifest would be larger, or
+# would not fit its partition, learns it before the first write and gets no manifest
+# (build.prepare warns): `verify DISK` never meets a manifest of atvdisk's that it refuses.
+MAX_MANIFEST_BYTES = 64 << 20
 MAX_ENTRIES = 1_000_000
+PLACEHOLDER_SHA256 = "0" * 64  # stands for a digest not yet known when the size is predicted
 
 
 class ManifestError(InputError):
@@ -105,7 +115,7 @@ class Manifest:
         }
 
     def to_bytes(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        return (json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = MANIFEST_NAME) -> Manifest:
@@ -273,6 +283,22 @@ def make(layout: Layout, plan: Plan, *, seed: str, epoch: int, name_by: NameBy |
     )
 
 
+def fits(size: int, p: PlannedPartition, used_bytes: int) -> str | None:
+    """Why a manifest of ``size`` bytes cannot go on partition ``p`` (which holds ``used_bytes``
+    of other data, counted in its own blocks), or None when it can. The room is counted as
+    conservatively as build's check of the partition's own contents (3 % of a FAT32 and 10 % of
+    an ext4 kept for the filesystem)."""
+    if size > MAX_MANIFEST_BYTES:
+        return f"its manifest would be {size:,} bytes, more than the {MAX_MANIFEST_BYTES:,} bytes atvdisk reads back"
+    overhead = {FsKind.FAT32: 0.03, FsKind.EXT4: 0.10}[p.fs.kind]
+    block = p.fs.cluster_size or p.fs.block_size or 4096
+    room = int(p.size_bytes * (1 - overhead)) - used_bytes
+    need = -(-size // block) * block
+    if need > room:
+        return f"its manifest ({size:,} bytes) would not fit partition {p.number} ({p.name}) beside its {used_bytes:,} bytes of files"
+    return None
+
+
 def write(device: str, p: PlannedPartition, manifest: Manifest, *, workdir: str) -> bytes:
     """Put the manifest at the root of partition ``p`` (FAT32 or ext4, already made); returns
     the bytes written."""
@@ -331,4 +357,4 @@ def find(device: str, sector_size: int) -> Found | None:
     return None
 
 
-__all__ = ["Manifest", "ManifestError", "ManifestPartition", "MANIFEST_NAME", "MANIFEST_FORMAT", "Found", "find", "holder", "make", "write"]
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "MAX_MANIFEST_BYTES", "Found", "Manifest", "ManifestError", "ManifestPartition", "find", "fits", "holder", "make", "write"]

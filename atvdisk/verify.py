@@ -14,7 +14,7 @@ import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -468,9 +468,12 @@ def _check_hfs_header(info: hfs_adapter.VolumeInfo, p: PlannedPartition, report:
 # -- contents -------------------------------------------------------------------------------
 
 
-def expected_entries(tree: FileTree, kind: FsKind, known: dict[str, str] | None = None) -> list[Entry]:
+def expected_entries(tree: FileTree, kind: FsKind, known: dict[str, str] | None = None, *, placeholder: str | None = None) -> list[Entry]:
     """What the tree's sources say each filesystem should hold. Hashes of ``known`` paths are
-    taken as given; the other sources are read and hashed (streaming)."""
+    taken as given; the other sources are read and hashed (streaming), or with ``placeholder``
+    not read: every file gets that digest (to know a manifest's size before writing)."""
+    if placeholder is not None:
+        return _entries(tree, kind, lambda path: placeholder)
     hashes: dict[str, str] = dict(known or {})
 
     def sink(paths: list[str], source, f, size: int) -> None:  # noqa: ANN001
@@ -486,6 +489,10 @@ def expected_entries(tree: FileTree, kind: FsKind, known: dict[str, str] | None 
             hashes[path] = h.hexdigest()
 
     feed(tree, sink, skip=hashes.keys())
+    return _entries(tree, kind, hashes.get)
+
+
+def _entries(tree: FileTree, kind: FsKind, digest: Callable[[str], str | None]) -> list[Entry]:
     has_perms = kind is not FsKind.FAT32
     out = []
     for path, node in tree:
@@ -499,7 +506,7 @@ def expected_entries(tree: FileTree, kind: FsKind, known: dict[str, str] | None 
                 node.mode if has_perms and node.kind is not NodeKind.SYMLINK else None,
                 node.uid if has_perms else None,
                 node.gid if has_perms else None,
-                hashes.get(path),
+                digest(path) if node.kind is NodeKind.FILE else None,
                 node.target,
             )
         )

@@ -9,16 +9,22 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hfsplus.judges import listing_pyfshfs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from atvdisk import manifest
+from atvdisk.cli.main import main
+from atvdisk.fs.entry import Entry
+from atvdisk.inputs.tree import NodeKind
 from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import bundled_layouts, load_layout
-from atvdisk.manifest import MANIFEST_NAME, Manifest, ManifestError
+from atvdisk.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest, ManifestError
 
 EPOCH = "1300000000"
 SEED = "manifest-tests"
@@ -255,4 +261,63 @@ def test_garbage_is_refused(data):
 
 def test_oversized_manifest_is_refused():
     with pytest.raises(ManifestError, match="too large"):
-        Manifest.from_bytes(b" " * (16 << 20) + b"{}")
+        Manifest.from_bytes(b" " * (MAX_MANIFEST_BYTES - 1) + b"{}")
+    with pytest.raises(ManifestError, match="no 'format'"):  # the limit itself is read
+        Manifest.from_bytes(b" " * (MAX_MANIFEST_BYTES - 2) + b"{}")
+
+
+# -- size: what the build writes, the reader takes -------------------------------------------
+
+
+def test_a_manifest_of_100000_files_is_written_and_read_back(valid_doc):
+    """The manifest of a disk with 100,000 more files (paths as bench row 4c's) fits the bundled
+    layout's EFI partition and the reader's limit, and reads back to the same entries (it did
+    not: 22.6 MB of indented JSON against a 16 MiB limit)."""
+    base = Manifest.from_bytes(valid_doc)
+    extra = tuple(
+        Entry(f"Many/{i // 10_000:02d}/{(i // 100) % 100:02d}/file-{i:06d}", NodeKind.FILE, 64 + i % 961, 0o644, 501, 20, hashlib.sha256(b"%d" % i).hexdigest())
+        for i in range(100_000)
+    )
+    parts = tuple(replace(p, entries=p.entries + extra) if p.name == "Recovery" else p for p in base.partitions)
+    big = replace(base, partitions=parts)
+    data = big.to_bytes()
+    assert 100_000 < big.files and len(data) <= MAX_MANIFEST_BYTES
+    efi = big.plan().partitions[0]
+    assert efi.name == "EFI" and manifest.fits(len(data), efi, 0) is None
+    back = Manifest.from_bytes(data)
+    assert back == big and back.to_bytes() == data
+    assert json.loads(data) == big.to_dict()
+
+
+def test_a_manifest_that_cannot_be_read_back_is_not_written(built, tmp_path, monkeypatch):
+    """The build predicts the manifest's exact size before the first write; one above the
+    reader's limit (here lowered to 1 KiB) is left out with a warning, and the disk still
+    builds and verifies with the build's options."""
+    img, plan = built
+    predicted = []
+    fits = manifest.fits
+    monkeypatch.setattr(manifest, "fits", lambda size, p, used: predicted.append(size) or fits(size, p, used))
+    # the prediction is exact: the size of the manifest written by the module's build
+    out = tmp_path / "again.img"
+    r = CliRunner().invoke(main, ["build", str(out), "--size", "4G", "--example", "--seed", SEED, "--no-verify"], env={"SOURCE_DATE_EPOCH": EPOCH})
+    assert r.exit_code == 0, r.output
+    assert predicted == [len(mtype(out, plan.partitions[0].offset))]
+    out.unlink()
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 1024)
+    r = CliRunner().invoke(main, ["build", str(out), "--size", "4G", "--example", "--seed", SEED], env={"SOURCE_DATE_EPOCH": EPOCH})
+    assert r.exit_code == 0, r.output
+    assert f"this disk gets no atvdisk manifest: its manifest would be {predicted[0]:,} bytes, more than the 1,024 bytes atvdisk reads back" in r.stderr
+    listing = subprocess.run(["mdir", "-i", f"{out}@@{plan.partitions[0].offset}", "-b", "::/"], capture_output=True, text=True).stdout
+    assert MANIFEST_NAME not in listing
+    r = atvdisk("verify", out, check=False)
+    assert "carries no atvdisk manifest" in r.stderr
+
+
+def test_fits_counts_the_holders_room():
+    plan = resolve(load_layout("atv1-openelec"), SIZE, 512, seed=SEED)
+    efi = plan.partitions[0]
+    room = int(efi.size_bytes * 0.97) // 512 * 512  # 3 % kept for FAT32's own structures
+    assert manifest.fits(room, efi, 0) is None
+    assert "would not fit partition 1 (EFI) beside its 1,024 bytes" in manifest.fits(room - 1023, efi, 1024)
+    assert manifest.fits(room - 1024, efi, 1024) is None
+    assert "more than the 67,108,864 bytes atvdisk reads back" in manifest.fits(MAX_MANIFEST_BYTES + 1, efi, 0)

@@ -444,7 +444,9 @@ def _count_steps(plan: Plan, *, known_zero: bool, verify_after: bool) -> int:
 
 def _verify_step(prepared: Prepared, device: str, progress: Progress, workdir: str) -> VerifyReport:
     with progress.step("verify: read everything back and compare with the plan and the sources", total=_data_bytes(prepared)):
-        report = verify(device, prepared.plan, prepared.contents, workdir=workdir, known_hashes=prepared.hashes, plist=prepared.plist_expectation)
+        # What the manifest lists (the trees' entries with every file's sha256, taken while
+        # writing) is what the disk must hold: not made again from the trees.
+        report = verify(device, prepared.plan, prepared.contents, expected=prepared.expected, workdir=workdir, known_hashes=prepared.hashes, plist=prepared.plist_expectation)
     if report.mismatches:
         raise VerifyError(report.mismatches, hint="the target does not hold what was planned; see the list above")
     return report
