@@ -155,13 +155,6 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
             f"layout {layout.name} has no FAT32 or ext4 partition to hold atvdisk's manifest: `verify` will need this"
             " build's options, and `write` cannot grow an image of it"
         )
-    # Before the HFS+ layouts: the manifest's trial run is freed before they are made.
-    no_manifest = _manifest_room(settings, plan, contents)
-    if no_manifest is not None:
-        warnings.append(
-            f"this disk gets no atvdisk manifest: {no_manifest}; `verify` will need this build's options,"
-            " and `write` cannot grow an image of it"
-        )
     for number, pc in contents.items():
         p = pc.partition
         if p.fs.kind.is_hfs:
@@ -175,6 +168,13 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
         elif p.fs.kind in (FsKind.EXT4, FsKind.FAT32):
             (check_ext4_tree if p.fs.kind is FsKind.EXT4 else check_fat_tree)(p, pc.tree)
             _check_fits(p, pc.tree)
+    # After every filesystem's own checks: what they refuse (names, targets) never reaches JSON.
+    no_manifest = _manifest_room(settings, plan, contents)
+    if no_manifest is not None:
+        warnings.append(
+            f"this disk gets no atvdisk manifest: {no_manifest}; `verify` will need this build's options,"
+            " and `write` cannot grow an image of it"
+        )
     prepared.deferred_md5 = deferred
     prepared.no_manifest = no_manifest
     return prepared
@@ -188,7 +188,10 @@ def _manifest_room(settings: BuildSettings, plan: Plan, contents: dict[int, Part
     if holder is None:
         return None
     entries = {n: expected_entries(pc.tree, pc.partition.fs.kind, placeholder=manifest.PLACEHOLDER_SHA256) for n, pc in contents.items()}
-    size = len(_make_manifest(settings, plan, entries).to_bytes())
+    try:
+        size = len(_make_manifest(settings, plan, entries).to_bytes())
+    except UnicodeEncodeError as e:  # a name the filesystems' checks let through but JSON cannot hold
+        return f"a name is not valid UTF-8 ({e.object[max(0, e.start - 20) : e.end + 20]!r})"
     del entries
     used = 0
     if holder.number in contents:
