@@ -423,6 +423,32 @@ def test_copies_without_the_running_one_are_refused(disks, tmp_path):
     assert run.rc == 1 and "on several disks: /dev/sda /dev/sdb" in run.stderr and not run.calls
 
 
+@pytest.mark.parametrize("swapped", [3, 4])
+def test_a_disk_whose_boot_or_storage_filesystem_is_another_is_not_booted(disks, tmp_path, swapped):
+    """Its own disk, with partition 3 (OSBoot) or 4 (Media) holding another disk's filesystem (a
+    partition restored or reformatted since the build): both ids must match, or OpenELEC would be
+    handed a boot=/disk= that names another filesystem."""
+    _, plan, parts = disks["A"]
+    mixed = {**parts, swapped: disks["B"][2][swapped]}
+    run = run_script(generate(plan).text, {"sda": mixed}, tmp_path / "atv", runs_from="sda2")
+    assert run.rc == 1 and not [c for c in run.calls if c[0] == "kexec"], run.stderr
+    assert "are on none of the disks: /dev/sda" in run.stderr
+
+
+def test_labels_on_a_users_fat_and_ext4_stick_are_seen(disks, tmp_path):
+    """A stick the user formatted (mkfs.fat, mke2fs) whose labels are OSBoot and Linux: OpenELEC's
+    init could mount those, so by label the script names this disk's partitions by UUID."""
+    _, plan, parts = disks["A"]
+    fat, ext = tmp_path / "fat.img", tmp_path / "ext.img"
+    subprocess.run(["mkfs.fat", "-F", "32", "-n", "OSBoot", "-C", str(fat), str(40 * 1024)], check=True, capture_output=True)
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "Linux", str(ext), "4M"], check=True, capture_output=True)
+    assert blkid(fat, 0)["LABEL"] == "OSBoot" and blkid(ext, 0)["LABEL"] == "Linux"  # as OpenELEC's init would see them
+    run = run_script(generate(plan, NameBy.LABEL).text, {"sda": parts, "sdb": {1: fat, 2: ext}}, tmp_path / "atv", runs_from="sda2")
+    cmdline = f"boot=UUID={_uuid(disks, 'A', 3)} disk=UUID={_uuid(disks, 'A', 4)} quiet nosplash"
+    assert run.kexec_load() == ("kexec", "-l", "/boot/KERNEL", f"--command-line={cmdline}") and run.handed_over, run.stderr
+    assert "LABEL=OSBoot is also on /dev/sdb1" in run.stderr and "LABEL=Linux is also on /dev/sdb2" in run.stderr
+
+
 def test_missing_kernel_fails_before_kexec_and_unmounts(disks, tmp_path):
     _, plan, parts = disks["A"]
     run = run_script(generate(plan).text, {"sda": parts}, tmp_path / "atv", kernel=None)
