@@ -10,6 +10,7 @@ import re
 from typing import TYPE_CHECKING
 
 import click
+import click.shell_completion
 
 from atvdisk.cli.console import Console
 from atvdisk.errors import DiskTooSmall, PlanError, UsageError
@@ -61,12 +62,23 @@ seed_option = click.option(
 )
 
 
+def _complete_layout(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of --layout: the bundled layouts' names, else files."""
+    from atvdisk.layout.schema import bundled_layouts
+
+    names = [n for n in bundled_layouts() if n.startswith(incomplete)]
+    if names:
+        return [click.shell_completion.CompletionItem(n) for n in names]
+    return [click.shell_completion.CompletionItem(incomplete, type="file")]
+
+
 layout_option = click.option(
     "--layout",
     "layout_name",
     default="atv1-openelec",
     show_default=True,
     metavar="NAME|PATH",
+    shell_complete=_complete_layout,
     help="A bundled layout (see `atvdisk layouts`) or a layout .toml file.",
 )
 
