@@ -111,7 +111,9 @@ def test_too_small_disk_exit_code_and_message():
 def test_size_not_whole_sectors_is_refused():
     r = CliRunner().invoke(main, ["plan", "--size", "4327MB"])
     assert r.exit_code == EXIT_USAGE
-    assert "not a positive multiple of the 512-byte sector size" in r.output
+    assert "4327000000 bytes is not a positive multiple of the 512-byte sector size" in r.output
+    assert "hint: give --size 8451171s (4327MB, rounded down to whole sectors), or a size in MiB such as 4126MiB" in r.output
+    assert CliRunner().invoke(main, ["plan", "--size", "8451171s"]).exit_code == 0  # which works
 
 
 @pytest.mark.parametrize("size", ["4 gigs", "0", "-5G"])

@@ -213,6 +213,7 @@ def _package(console: Console, result: BuildResult, raw: str, final: str, *, wit
     from atvdisk.imaging.bmap import make_bmap
     from atvdisk.imaging.compress import compress_image
 
+    start = time.monotonic()
     try:
         if with_bmap:
             bmap = (final.removesuffix(SUFFIX[compress]) if compress else final) + ".bmap"
@@ -220,11 +221,11 @@ def _package(console: Console, result: BuildResult, raw: str, final: str, *, wit
                 make_bmap(raw, bmap)
             console.info(f"Wrote {bmap}.")
         if compress:
-            with progress.step(f"compress the image to {final} ({compress})"):
+            with progress.step(f"compress the image to {final} ({compress})", total=os.path.getsize(raw)) as step:
                 directory = os.path.dirname(final) or "."
                 with tempfile.NamedTemporaryFile(dir=directory, prefix=f".{os.path.basename(final)}.", suffix=".partial", delete=False) as out:
                     try:
-                        compress_image(raw, out, compress)
+                        compress_image(raw, out, compress, progress=step.advance)
                         out.flush()
                         os.fsync(out.fileno())
                         os.chmod(out.name, 0o644)
@@ -234,6 +235,7 @@ def _package(console: Console, result: BuildResult, raw: str, final: str, *, wit
                         raise
             result.target = final
     finally:
+        result.seconds += time.monotonic() - start  # the result line's time is the whole job's
         if compress and os.path.exists(raw):
             os.unlink(raw)
 

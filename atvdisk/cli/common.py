@@ -132,6 +132,12 @@ def resolve_for(layout: Layout, disk_bytes: int, sector_size: int, *, target: st
     says whether --size is the remedy."""
     from atvdisk.layout.resolver import resolve
 
+    if disk_bytes % sector_size and image:
+        down = disk_bytes // sector_size
+        raise UsageError(
+            f"{target}: {disk_bytes} bytes is not a positive multiple of the {sector_size}-byte sector size",
+            hint=f"give --size {down}s ({format_parted(down * sector_size)}, rounded down to whole sectors), or a size in MiB such as {disk_bytes // MIB}MiB",
+        )
     try:
         return resolve(layout, disk_bytes, sector_size, seed=seed)
     except DiskTooSmall as e:

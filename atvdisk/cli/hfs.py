@@ -122,7 +122,8 @@ def mkhfs(
     \b
     Examples:
       atvdisk mkhfs boot.hfs --size 32M --from ./boot --volume-name BOOT
-      atvdisk mkhfs disk.img --offset 20480 --size 64M --from ./tree --journal
+      atvdisk mkhfs disk.img --offset 35672064 --size 400M --from ./recovery
+                        # Recovery of an atv1-openelec disk: sector 69672 x 512
     """
     offset = _bytes_option(offset_text, "--offset") or 0
     size = _bytes_option(size_text, "--size")
@@ -193,9 +194,9 @@ def lshfs(console, image: str, offset_text: str, size_text: str | None, as_json:
     """List an HFS+ volume: type, mode, owner, size, sha256 and path of every entry.
 
     \b
-    Example:
+    Examples:
       atvdisk lshfs boot.hfs
-      atvdisk lshfs disk.img --offset 20480 --json
+      atvdisk lshfs disk.img --offset 35672064 --json    # Recovery: sector 69672 x 512
     """
     offset = _bytes_option(offset_text, "--offset") or 0
     size = _bytes_option(size_text, "--size")

@@ -46,7 +46,8 @@ def _xz_member() -> tuple[Callable[[bytes], bytes], Callable[[], bytes]]:
 
 
 def compress_image(src: str, dst: BinaryIO, kind: str, *, progress: Callable[[int], None] | None = None) -> None:
-    """Write ``src`` (a raw image) to ``dst`` compressed as ``kind`` ("gz" or "xz")."""
+    """Write ``src`` (a raw image) to ``dst`` compressed as ``kind`` ("gz" or "xz");
+    ``progress(n)``: n more bytes of ``src`` are done (data and holes)."""
     if kind not in SUFFIX:
         raise UsageError(f"unknown compression {kind!r}", hint="use gz or xz")
 
@@ -70,6 +71,8 @@ def compress_image(src: str, dst: BinaryIO, kind: str, *, progress: Callable[[in
                 zero_cache[k] = b"".join(parts)
             dst.write(zero_cache[k])
             n -= k
+            if progress:
+                progress(k)
 
     size = os.path.getsize(src)
     with open(src, "rb") as f:
