@@ -3,7 +3,7 @@
 The README's ```sh blocks are read from README.md itself and run, line by line, as a user would
 type them: through bash, in a real pseudo-terminal (the confirmation before erasing a disk is
 answered by typing the device's name, as the README says), each block in a fresh directory
-holding the files it names: demo.img (as `.ci/setup demo` leaves it), the OpenELEC release (a tarball and the directory it unpacks to)
+holding the files it names: demo.img (as `.ci/setup demo` leaves it), the OpenELEC releases (3.2.4 and 4.2.1 tarballs, 3.2.4 unpacked)
 and the restore and recovery tarballs, made from the sample payload; `...` in a command stands
 for the file of the option before it. The README's disks are loop devices over sparse files:
 /dev/sdf and /dev/sdh blank 8 GiB "cards", /dev/sdg an old ATV disk (atv1-factory, built
@@ -133,9 +133,10 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sample = write_sample(str(d / "sample"))
     release = d / "OpenELEC" / "target"  # `OpenELEC/`: the release tarball unpacked
     shutil.copytree(sample.openelec, release)
-    with tarfile.open(d / "OpenELEC-ATV.i386-3.2.4.tar", "w") as tar:
-        for f in sorted(release.iterdir()):
-            tar.add(f, arcname=f"OpenELEC-ATV.i386-3.2.4/target/{f.name}")
+    for version, target in (("3.2.4", release), ("4.2.1", sample.openelec4)):
+        with tarfile.open(d / f"OpenELEC-ATV.i386-{version}.tar", "w") as tar:
+            for f in sorted(Path(target).iterdir()):
+                tar.add(f, arcname=f"OpenELEC-ATV.i386-{version}/target/{f.name}")
     shutil.copy(sample.restore, d / "atv_restore.tar.gz")
     shutil.copy(sample.recovery, d / "atv_recovery.tar.gz")
     atvdisk("build", "demo.img", "--size", "4G", "--example", "-q", cwd=d)  # what .ci/setup demo leaves
