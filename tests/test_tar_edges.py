@@ -380,6 +380,8 @@ def test_scan_counts_what_tarfile_lists(tmp_path):
 def test_a_path_that_cannot_be_read_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="cannot read: Is a directory"):
         scan(tmp_path)
+    with pytest.raises(InputError, match="missing.tar: no such file"):
+        scan(tmp_path / "missing.tar")
 
 
 def test_an_overlong_name_is_quoted_by_its_first_60_characters(tmp_path):
@@ -579,3 +581,18 @@ def test_stream_refuses_an_archive_that_lost_members(tmp_path):
             lambda paths, f, size: got.update({p: f.read(size) for p in paths}),
         )
     assert got == {"a": b"first"}
+
+
+@pytest.mark.parametrize("extra, accepted", [(-1, True), (0, False)])
+def test_a_name_is_at_most_what_linux_takes_as_a_path(tmp_path, extra, accepted):
+    # PATH_MAX counts the terminating NUL: a path of PATH_MAX - 1 bytes is the longest there is.
+    length = os.pathconf("/", "PC_PATH_MAX") + extra
+    name = "/".join(["d" * 200] * 30)[: length - 2] + "/f"
+    assert len(name.encode()) == length
+    path = write(tmp_path, archive(pax(pax_record("path", name)), member("p", b"1")))
+    if accepted:
+        _, tree = scan(path)
+        assert tree.nodes[name].size == 1
+    else:
+        with pytest.raises(InputError, match=f"has a {length}-byte name; paths are at most {length - 1} bytes"):
+            scan(path)
