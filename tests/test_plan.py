@@ -180,3 +180,36 @@ def test_json_of_another_format_is_refused(plan):
     for wrong in ("atvdisk-plan/2", None):
         with pytest.raises(ValueError, match="not an atvdisk-plan/1 document"):
             Plan.from_dict({**data, "format": wrong})
+
+
+@pytest.mark.parametrize(
+    "ptype, fs, shown",
+    [
+        ("linux", '{ kind = "ext4", block_size = 1024 }', "ext4 1K"),
+        ("linux", '{ kind = "ext4", block_size = 2048, journal = false }', "ext4 2K no journal"),
+        ("hfsplus", '{ kind = "hfsplus", block_size = 512 }', "HFS+ 512B"),
+        ("hfsplus", '{ kind = "hfsplus", block_size = 1024, journal = true }', "HFS+ 1K journal"),
+        ("hfsplus", '{ kind = "hfsx", block_size = 65536 }', "HFSX 64K"),
+        ("efi", '{ kind = "fat32", cluster_size = 1024 }', "FAT32 1K"),
+        ("efi", '{ kind = "fat32", cluster_size = 512 }', "FAT32 512B"),
+    ],
+)
+def test_block_and_cluster_sizes_are_shown_in_k_from_1k(ptype, fs, shown):
+    layout = parse_layout(f'[[partition]]\nname = "P"\ntype = "{ptype}"\nsize = "rest"\nfs = {fs}\n', name="sizes")
+    text = resolve(layout, 2**30, 512).render()
+    row = text[text.index("#  Name") :].splitlines()[1]
+    assert re.match(rf"^1  P +34s +\d+s +\S+ +{ptype} +{re.escape(shown)}( +-)?$", row), row
+
+
+def test_the_table_is_used_exactly_when_it_fits():
+    # The table's width: its widest row, with two spaces between the columns.
+    layout = load_layout("atv1-openelec")
+    plan = resolve(layout, 40 * 10**9, 512, seed="w")
+    wide = plan.render(width=500)
+    table = wide[wide.index("#  Name") : wide.index("Types:")].splitlines()
+    fits = max(len(line) for line in table)
+    assert "#  Name" in plan.render(width=fits)
+    narrow = plan.render(width=fits - 1)
+    assert "#  Name" not in narrow
+    assert max(len(line) for line in narrow.splitlines()) <= fits - 1
+    assert f"\n1  {layout.partitions[0].name}\n   sectors " in narrow
