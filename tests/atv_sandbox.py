@@ -35,6 +35,7 @@ printf '%s\0' "$#" "${0##*/}" "$@" >> "$ATVDISK_CALLS"
 case ${0##*/} in
     kexec) for a; do [ "$a" = -e ] && kill -KILL $PPID; done ;;
     fsck.*) exit "${ATVDISK_FSCK_RC:-0}" ;;
+    umount) [ -n "${ATVDISK_UMOUNT_FAILS:-}" ] && [ "$1" = "$ATVDISK_UMOUNT_FAILS" ] && exit 1 ;;
 esac
 exit 0
 """
@@ -104,12 +105,14 @@ def run_script(
     shell: str = "dash",
     kernel: str | None = "KERNEL",
     fsck_rc: int = 0,
+    umount_fails: str = "",
     recorded: tuple[str, ...] = RECORDED,
     timeout: float = 60,
 ) -> Run:
     """Run ``script`` as atv-bootloader would from partition ``runs_from`` (e.g. "sdb2"; None:
     from a directory that is not a mount point), with ``disks`` {"sda": {1: file, ...}} attached.
-    ``kernel``: a file of that name is on the mounted boot partition (None: none)."""
+    ``kernel``: a file of that name is on the mounted boot partition (None: none);
+    ``umount_fails``: the recorded umount of this mount point fails (busy)."""
     if tmp.exists():
         shutil.rmtree(tmp)
     dev, proc, boot, root, rec, land = (tmp / n for n in ("dev", "proc", "boot", "rootfs", "rec", "userland"))
@@ -151,10 +154,10 @@ def run_script(
     setup += (
         'mount --rbind "$T" /mnt && mount --rbind /mnt/dev /dev && mount --bind /mnt/proc /proc && mount --bind /mnt/boot /boot'
         ' && mount -t tmpfs tmpfs /tmp && cd / &&'
-        ' exec env -i PATH="$P" ATVDISK_CALLS=/mnt/calls ATVDISK_FSCK_RC="$R" "$S" /mnt/rootfs/patchstick.sh'
+        ' exec env -i PATH="$P" ATVDISK_CALLS=/mnt/calls ATVDISK_FSCK_RC="$R" ATVDISK_UMOUNT_FAILS="$U" "$S" /mnt/rootfs/patchstick.sh'
     )
     unshare = ["unshare", "--mount", "--propagation", "private"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
-    env = {"T": str(tmp), "P": path, "R": str(fsck_rc), "S": shells[shell], "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env = {"T": str(tmp), "P": path, "R": str(fsck_rc), "U": umount_fails, "S": shells[shell], "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     r = subprocess.run([*unshare, "/bin/sh", "-c", setup], env=env, capture_output=True, timeout=timeout, check=False)
     return Run(r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace"), parse_calls(calls.read_bytes()))
 

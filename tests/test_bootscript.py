@@ -384,6 +384,9 @@ def test_script_boots_its_own_disk_in_the_emulated_atv(disks, tmp_path, scenario
     assert f"atvdisk boot: starting OpenELEC: /dev/{disk}3:/KERNEL {cmdline}" in run.stderr
     if disk != "sda":
         assert f"this disk is /dev/{disk} here (it was built as /dev/sda)" in run.stderr
+    if scenario == "clone-on-usb" and name_by is not NameBy.DEVICE:  # said, for each partition
+        for n in (3, 4):
+            assert f"UUID={_uuid(disks, 'A', n)} is also on /dev/sda{n} (a copy of this disk?): naming /dev/sdb{n} by its device" in run.stderr
 
 
 @pytest.mark.parametrize("shell", ["bash"])
@@ -447,6 +450,25 @@ def test_labels_on_a_users_fat_and_ext4_stick_are_seen(disks, tmp_path):
     cmdline = f"boot=UUID={_uuid(disks, 'A', 3)} disk=UUID={_uuid(disks, 'A', 4)} quiet nosplash"
     assert run.kexec_load() == ("kexec", "-l", "/boot/KERNEL", f"--command-line={cmdline}") and run.handed_over, run.stderr
     assert "LABEL=OSBoot is also on /dev/sdb1" in run.stderr and "LABEL=Linux is also on /dev/sdb2" in run.stderr
+
+
+@pytest.mark.parametrize("name_by", list(NameBy))
+def test_tiny_or_unreadable_partitions_elsewhere_do_not_stop_the_boot(disks, tmp_path, name_by):
+    """A 1 KiB partition (an MBR's extended partition entry) and an empty one on another disk:
+    probing them reads nothing where a superblock would be, and the script goes on."""
+    _, plan, parts = disks["A"]
+    tiny, empty = tmp_path / "tiny", tmp_path / "empty"
+    tiny.write_bytes(b"\x55" * 1024)
+    empty.write_bytes(b"")
+    run = run_script(generate(plan, name_by).text, {"sda": parts, "sdb": {1: tiny, 2: empty}}, tmp_path / "atv", runs_from="sda2")
+    _, cmdline = expected_command_line(disks, "alone-as-sda", name_by)
+    assert run.kexec_load() == ("kexec", "-l", "/boot/KERNEL", f"--command-line={cmdline}") and run.handed_over, run.stderr
+
+
+def test_a_busy_recovery_partition_is_remounted_read_only_before_the_hand_over(disks, tmp_path):
+    _, plan, parts = disks["A"]
+    run = run_script(generate(plan).text, {"sda": parts}, tmp_path / "atv", umount_fails="/mnt/rootfs")
+    assert run.calls[-3:] == [("umount", "/mnt/rootfs"), ("mount", "-o", "remount,ro", "/mnt/rootfs"), ("kexec", "-e")], run.stderr
 
 
 def test_missing_kernel_fails_before_kexec_and_unmounts(disks, tmp_path):
