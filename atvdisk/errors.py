@@ -64,7 +64,12 @@ class PlanError(LayoutError):
 
 
 class DiskTooSmall(PlanError):
-    """The disk (or image size) cannot hold the layout. ``need_bytes`` is the least that would."""
+    """The disk (or image size) cannot hold the layout. ``need_bytes`` is the least that would.
+
+    A refused target (exit 3) on every path -- a disk, an image's --size, ``plan --size``, a dry
+    run -- as the README's exit codes say: the layout is fine, the disk is not."""
+
+    exit_code = EXIT_REFUSED
 
     def __init__(self, message: str, *, need_bytes: int, **kwargs: object) -> None:
         self.need_bytes = need_bytes

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from atvdisk import __version__
 from atvdisk.cli.main import main
-from atvdisk.errors import EXIT_USAGE
+from atvdisk.errors import EXIT_REFUSED, EXIT_USAGE
 
 
 def run(*args: str):
@@ -97,15 +97,16 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_too_small_disk_exit_code_and_message():
+    # One rule for "too small" on every path (README, exit codes): the target is refused, 3.
     r = CliRunner().invoke(main, ["plan", "--size", "1G"])
-    assert r.exit_code == EXIT_USAGE
+    assert r.exit_code == EXIT_REFUSED
     assert "a disk of 1074MB is too small for layout atv1-openelec" in r.output
     assert "needs at least 2000MB" in r.output and "disk.min_size" not in r.output
     hint = re.search(r"hint: give --size (\S+) or more", r.output)
     assert hint, r.output
     assert CliRunner().invoke(main, ["plan", "--size", hint.group(1)]).exit_code == 0  # the size it suggests fits
     smaller = f"{int(hint.group(1).removesuffix('MiB')) - 1}MiB"
-    assert CliRunner().invoke(main, ["plan", "--size", smaller]).exit_code == EXIT_USAGE  # and is the least
+    assert CliRunner().invoke(main, ["plan", "--size", smaller]).exit_code == EXIT_REFUSED  # and is the least
 
 
 def test_size_not_whole_sectors_is_refused():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from atvdisk.errors import EXIT_USAGE, LayoutError
+from atvdisk.errors import EXIT_REFUSED, EXIT_USAGE, DiskTooSmall, LayoutError
 from atvdisk.layout.resolver import resolve
 from atvdisk.layout.schema import load_layout
 from atvdisk.layout.units import parse_bytes
@@ -47,7 +47,8 @@ def test_layout_fails_with_expected_message(path: Path):
     # Every error names the layout file, and says what would fix it.
     assert str(path) in message
     assert err.hint, f"no hint for {path.name}: {message}"
-    assert err.exit_code == EXIT_USAGE
+    # A disk too small for the layout is a refused target (3) on every path; the rest are usage errors.
+    assert err.exit_code == (EXIT_REFUSED if isinstance(err, DiskTooSmall) else EXIT_USAGE)
     if "where" in d:
         assert err.where == d["where"]
     if "disk" not in d:
