@@ -31,7 +31,7 @@ from atvdisk.fs.fat import make_fat32
 from atvdisk.fs.partition import write_partition_table
 from atvdisk.fs.region import Region
 from atvdisk.fs.swap import write_swap
-from atvdisk.inputs.contents import BootFiles, PartitionContents, build_trees
+from atvdisk.inputs.contents import BootFiles, PartitionContents, build_trees, outside_sources
 from atvdisk.inputs.payload import (
     Inputs,
     OpenElecRelease,
@@ -140,7 +140,7 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
         finally:
             if md5_check is not None:
                 md5_check.result()  # raises the md5 mismatch, if any, first
-    warnings = list(plan.warnings)
+    warnings = list(plan.warnings) + outside_sources(plan, settings.inputs)
     notices = []
     for pc in contents.values():
         if pc.bootplist_path is not None and pc.complete:

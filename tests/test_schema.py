@@ -76,10 +76,23 @@ def test_layout_sector_sizes(size):
 def test_contents_owner_and_mode():
     c = one('{ kind = "ext4" }', contents='{ kind = "dir", path = "a" }, { kind = "dir", path = "b", owner = "1000:100", mode = "755" },'
             ' { kind = "text", path = "c", text = "x", mode = "0640" }, { kind = "dir", path = "d", mode = 493 },'
-            ' { kind = "dir", path = "/e/f/", mode = "7777" }, { kind = "dir", path = "g", mode = 0 }').contents
+            ' { kind = "dir", path = "/e/f/", mode = "0777" }, { kind = "dir", path = "g", mode = 0 }').contents
     assert [(x.path, x.owner, x.mode) for x in c] == [
-        ("a", (0, 0), None), ("b", (1000, 100), 0o755), ("c", (0, 0), 0o640), ("d", (0, 0), 0o755), ("e/f", (0, 0), 0o7777), ("g", (0, 0), 0),
+        ("a", (0, 0), None), ("b", (1000, 100), 0o755), ("c", (0, 0), 0o640), ("d", (0, 0), 0o755), ("e/f", (0, 0), 0o777), ("g", (0, 0), 0),
     ]
+
+
+@pytest.mark.parametrize(
+    ("mode", "bits", "plain"),
+    [('"4755"', "setuid", "0755"), ('"2755"', "setgid", "0755"), ('"1777"', "sticky", "0777"), ("3583", "setuid and setgid", "0777"), ('"7777"', "setuid and setgid and sticky", "0777")],
+)
+def test_modes_never_set_setuid_setgid_or_sticky(mode, bits, plain):
+    # As for archive members (tarsafe drops those bits): a layout cannot make a file that runs as
+    # another user on the ATV.
+    with pytest.raises(LayoutError, match=f"sets {bits}: atvdisk never writes setuid") as info:
+        one('{ kind = "ext4" }', contents=f'{{ kind = "text", path = "x", text = "", mode = {mode} }}')
+    assert f'mode = "{plain}"' in (info.value.hint or "")
+    assert one('{ kind = "ext4" }', contents=f'{{ kind = "text", path = "x", text = "", mode = "{plain}" }}').contents[0].mode == int(plain, 8)
 
 
 def test_boot_defaults_and_kernel_names():

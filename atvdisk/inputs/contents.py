@@ -20,6 +20,7 @@ from atvdisk.inputs import tarsafe
 from atvdisk.inputs.payload import OPTION_FOR, Inputs
 from atvdisk.inputs.tree import FileTree, HostFile, Inline, Node, NodeKind
 from atvdisk.layout.plan import Plan, PlannedPartition
+from atvdisk.layout.resolver import stays_inside
 from atvdisk.layout.schema import (
     SCRIPT_MODES,
     BootMethod,
@@ -291,3 +292,32 @@ def check_readable(path: str, where: str) -> None:
     except OSError as e:
         raise InputError(f"{where}: cannot read {path}: {e.strerror}", hint="check its permissions") from None
     os.close(fd)
+
+
+def outside_sources(plan: Plan, inputs: Inputs) -> list[str]:
+    """Contents whose ``{layout_dir}/...`` source lies in the layout's directory on paper but
+    resolves (through a symlink) to a file outside it. The plan already names the sources that
+    are outside on paper (layout.resolver.host_source_warnings); together they say every file
+    of this computer a build reads that is neither an input given nor the layout's own."""
+    if inputs.layout_dir is None:
+        return []
+    base = os.path.realpath(inputs.layout_dir)
+    out = []
+    for p in plan.partitions:
+        for i, c in enumerate(p.contents, 1):
+            if c.source is None or not c.source.startswith("{layout_dir}"):
+                continue
+            try:
+                path = _resolve_source(c, inputs, "")
+            except InputError:
+                continue
+            if path is None:
+                continue
+            real = os.path.realpath(path)
+            if real != base and not real.startswith(base + os.sep) and stays_inside(c.source[len("{layout_dir}"):]):
+                out.append(
+                    f"partition {p.number} ({p.name}) contents[{i}] copies {c.source!r}, which resolves to {real}:"
+                    " outside the inputs given and the layout's directory"
+                )
+    return out
+

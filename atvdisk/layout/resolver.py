@@ -169,6 +169,8 @@ class _Resolver:
                 f" (up to {format_parted(disk.warn_above.to_bytes(self.L))}): make sure it is the disk you mean"
             )
 
+        warnings += host_source_warnings(self.layout)
+
         return Plan(
             layout_name=self.layout.name,
             layout_source=self.layout.source,
@@ -480,3 +482,42 @@ def _align_up(sector: int, align: int) -> int:
 
 def _align_down(sector: int, align: int) -> int:
     return sector // align * align
+
+
+INPUT_PLACEHOLDERS = ("{openelec}", "{restore}", "{recovery}", "{layout_dir}")
+
+
+def host_source_warnings(layout: Layout) -> list[str]:
+    """The contents that read a file of this computer that is neither one of the user's inputs
+    (--openelec, --restore, --recovery) nor inside the layout's directory: an absolute path, a
+    path relative to the current directory, ``{layout_dir}/../..``, ``{openelec}/../..``. Read
+    lexically (the plan is pure); the build also resolves symlinks (inputs.contents.outside_sources)."""
+    out = []
+    for number, spec in enumerate(layout.partitions, 1):
+        for i, c in enumerate(spec.contents, 1):
+            if c.source is None:
+                continue
+            prefix = next((p for p in INPUT_PLACEHOLDERS if c.source.startswith(p)), None)
+            if prefix is not None and stays_inside(c.source[len(prefix):]):
+                continue
+            out.append(
+                f"partition {number} ({spec.name}) contents[{i}] copies {c.source!r} from this computer:"
+                " it is outside the inputs given and the layout's directory"
+            )
+    return out
+
+
+def stays_inside(rest: str) -> bool:
+    """Whether ``rest`` (what follows a placeholder) names the placeholder's path or one below
+    it: "", "/KERNEL", "/a/../b"; not "/..", "x" (a sibling: "{openelec}x"), "/a/../../b"."""
+    if rest and not rest.startswith("/"):
+        return False
+    depth = 0
+    for part in rest.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif part not in ("", "."):
+            depth += 1
+    return True

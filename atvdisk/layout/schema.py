@@ -590,6 +590,10 @@ class _Parser:
             raise self.fail(w, f"mode must be an octal string, not {value!r}", value, hint='e.g. mode = "0755"')
         if not 0 <= mode <= 0o7777:
             raise self.fail(w, f"mode out of range: {oct(mode)}", value, hint='permission bits only, at most "7777"')
+        special = [name for bit, name in ((0o4000, "setuid"), (0o2000, "setgid"), (0o1000, "sticky")) if mode & bit]
+        if special:
+            # As for archive members (tarsafe drops them): nothing atvdisk writes runs as another user.
+            raise self.fail(w, f"mode {mode:04o} sets {' and '.join(special)}: atvdisk never writes setuid, setgid or sticky bits", value, hint=f'use the permission bits only: mode = "{mode & 0o777:04o}"')
         return mode
 
     def dest_path(self, w: str, path: str, *, allow_root: bool) -> str:
