@@ -298,7 +298,7 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
             write_manifest(prepared, access, holder, workdir=workdir)
     with progress.step(f"write the GPT ({len(plan.partitions)} partitions)" + (" and the hybrid MBR" if plan.hybrid_mbr else "")):
         write_partition_table(access.path, plan)
-        access.after_partition_table()
+        access.after_partition_table({p.number: (p.offset, p.size_bytes) for p in plan.partitions})
 
 
 def _data_bytes(prepared: Prepared, p: PlannedPartition) -> int:

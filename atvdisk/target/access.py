@@ -28,8 +28,9 @@ class DiskAccess(ABC):
     def own_writes(self) -> AbstractContextManager[int]:
         """A file descriptor for atvdisk's own writes (exclusive on block devices)."""
 
-    def after_partition_table(self) -> None:  # noqa: B027 - a no-op by default (image files)
-        """Make the OS see the new table (block devices)."""
+    def after_partition_table(self, partitions: dict[int, tuple[int, int]] | None = None) -> None:  # noqa: B027 - a no-op by default (image files)
+        """Make the OS see the new table (block devices): ``partitions`` (number -> (start, size)
+        in bytes) are the ones it should then show."""
 
 
 class ImageAccess(DiskAccess):
@@ -61,15 +62,32 @@ class BlockAccess(DiskAccess):
             yield fd
             os.fsync(fd)
 
-    def after_partition_table(self) -> None:
+    def after_partition_table(self, partitions: dict[int, tuple[int, int]] | None = None) -> None:
         self.session.fsync()
+        reread_error = None
         try:
             self.session.reread_partitions()
         except BlockDeviceError as e:
             # The disk is complete either way (verify reads it whole); the kernel's view may lag.
             if e.errno not in (errno.EINVAL, errno.EBUSY):
                 raise
-            log.warning("%s (%s)", e.message, e.hint)
+            reread_error = e
+        if partitions is None:
+            if reread_error is not None:
+                log.warning("%s (%s)", reread_error.message, reread_error.hint)
+            return
+        # The kernel may have re-read nothing (no GPT parser, a loop device without partscan):
+        # check what it shows, and add the partitions with BLKPG (as partx -a does) if needed.
+        problems = self.session.show_partitions(partitions)
+        if problems:
+            why = f" ({reread_error.message})" if reread_error is not None else ""
+            log.warning(
+                "the disk is written, but the kernel does not show its new partitions: %s%s; unplug and replug %s"
+                " (or run `partx -u %s`) before using them",
+                "; ".join(problems), why, self.path, self.path,
+            )
+        else:
+            log.info("the kernel shows the %d partitions of %s", len(partitions), self.path)
 
 
 def drop_cached(path: str) -> None:
