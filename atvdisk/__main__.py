@@ -1,3 +1,4 @@
-from atvdisk.cli.main import main
+# The handlers first: a Ctrl-C while the CLI is imported must not print a traceback.
+from atvdisk.cli.launch import main
 
 main()

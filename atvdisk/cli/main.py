@@ -6,7 +6,9 @@ import importlib
 import json
 import logging
 import shlex
+import signal
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -23,6 +25,7 @@ from atvdisk.cli.console import DEBUG, NORMAL, QUIET, VERBOSE, Console
 from atvdisk.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, AtvdiskError
 from atvdisk.layout.schema import bundled_layouts, load_layout
 from atvdisk.layout.units import Quantity, format_parted
+from atvdisk.target.interrupt import terminate_raises
 
 log = logging.getLogger("atvdisk")
 
@@ -53,7 +56,12 @@ class AtvdiskGroup(click.Group):
         self._command_line = args
         self._console: Console | None = None
         try:
-            code = super().main(args, prog_name or "atvdisk", complete_var, standalone_mode=False, **extra)
+            # Ctrl-C is a KeyboardInterrupt from here on (cli/launch.py exited quietly before),
+            # and SIGTERM/SIGHUP too (Terminated): every cleanup runs, then report() says so.
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            with terminate_raises():
+                code = super().main(args, prog_name or "atvdisk", complete_var, standalone_mode=False, **extra)
         except click.ClickException as e:  # the group's own options (atvdisk --bogus)
             code = report(self._fallback_console(), e)
         except click.Abort:
