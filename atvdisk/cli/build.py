@@ -8,7 +8,7 @@ import re
 import stat
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 
 import click
@@ -47,6 +47,7 @@ from atvdisk.layout.schema import Layout, NameBy, load_layout
 from atvdisk.layout.units import Quantity, format_iec, format_parted
 from atvdisk.progress import Progress
 from atvdisk.target import checks as targets
+from atvdisk.target import guard
 from atvdisk.target.access import BlockAccess, ImageAccess
 from atvdisk.target.probe import TargetKind, check_readable, probe_size
 from atvdisk.verify import (
@@ -175,23 +176,35 @@ def build_cmd(console: Console, target: str, layout_name: str, seed: str | None,
     if compress is not None or with_bmap:
         if target.startswith("/dev/") or (os.path.exists(target) and stat.S_ISBLK(os.stat(target).st_mode)):
             raise click.UsageError("--bmap and --compress make image files; the target is a disk")
-    if compress is not None:
-        final = target if target.endswith(SUFFIX[compress]) else target + SUFFIX[compress]
-        if os.path.exists(final) and not force:
-            raise TargetRefused(f"{final} already exists", hint="give --force to replace it, or another name")
-        directory, name = os.path.split(final)
-        target = os.path.join(directory, f".{name}.atvdisk-raw.img")
-    kind, disk_bytes, sector = _target_geometry(target, size, loop, force)
+    # A dry run makes every check the real run makes, and says "would be refused: ..." (exit 3).
+    checking = guard.dry_run if dry_run else nullcontext
+    with checking():
+        if compress is not None:
+            final = target if target.endswith(SUFFIX[compress]) else target + SUFFIX[compress]
+            if os.path.exists(final) and not force:
+                raise TargetRefused(f"{final} already exists", hint="give --force to replace it, or another name")
+            directory, name = os.path.split(final)
+            target = os.path.join(directory, f".{name}.atvdisk-raw.img")
+        kind, disk_bytes, sector = _target_geometry(target, size, loop, force)
     if not example:
         refuse_missing_inputs(layout, {"openelec": bool(openelec), "restore": bool(restore), "recovery": bool(recovery)})
-    if kind is not TargetKind.BLOCK:  # a disk's own checks come first (_build_block)
-        resolve_for(layout, disk_bytes, sector, target=f"the image {target}", image=True)
+    if kind is not TargetKind.BLOCK:  # a disk's own checks come first (_check_disk)
+        with checking():
+            resolve_for(layout, disk_bytes, sector, target=f"the image {target}", image=True)
     with ExitStack() as stack:
         progress = stack.enter_context(console.progress(show=not as_json))
         passes = 0 if dry_run else 2 if not no_verify else 1  # the data: written, read back
         _announce(progress, layout, disk_bytes, sector, example=example, steps=None if dry_run else dict(known_zero=kind is TargetKind.IMAGE and not loop, verify_after=not no_verify))
         if not dry_run:
             progress.expect(0, steps=int(with_bmap) + int(compress is not None))
+        check = None
+        if kind is TargetKind.BLOCK:
+            # The disk's checks before the inputs are read, for a dry run too (which reports a
+            # refusal as "would be refused"); a real build holds the disk from here to the end:
+            # a second atvdisk is refused at once.
+            lock = None if dry_run else stack.enter_context(guard.hold(target))
+            with checking():
+                check = _check_disk(BuildSettings(inputs=Inputs(), **settings_base), target, disk_bytes, sector, unmount=unmount, lock=lock)
         inputs = _inputs(opts, layout, stack, progress, release)
         settings = BuildSettings(inputs=inputs, **settings_base)
         progress.expect(_input_bytes(inputs) * (1 + passes))
@@ -200,7 +213,8 @@ def build_cmd(console: Console, target: str, layout_name: str, seed: str | None,
             _print_dry_run(console, prepared, target, kind, as_json)
             return
         if kind is TargetKind.BLOCK:
-            result = _build_block(console, settings, target, disk_bytes, sector, yes=yes, unmount=unmount, verify_after=not no_verify, progress=progress)
+            assert check is not None
+            result = _build_block(console, settings, target, disk_bytes, sector, check, yes=yes, verify_after=not no_verify, progress=progress)
         else:
             result = _build_image(console, settings, target, disk_bytes, loop=loop, force=force, verify_after=not no_verify, progress=progress)
             if with_bmap or compress:
@@ -241,30 +255,10 @@ def _package(console: Console, result: BuildResult, raw: str, final: str, *, wit
 
 
 def _target_geometry(target: str, size: Quantity | None, loop: bool, force: bool) -> tuple[TargetKind, int, int]:
-    try:
-        st = os.stat(target)
-    except FileNotFoundError:
-        st = None
-    except PermissionError:
-        raise TargetRefused(f"{target}: permission denied", hint="check the directory's permissions, or run as a user who may write there") from None
-    if st is not None and stat.S_ISBLK(st.st_mode):
-        if size is not None:
-            raise click.UsageError(f"{target} is a disk: --size only applies to image files")
-        if loop:
-            raise click.UsageError("--loop builds an image file through a loop device; the target is already a disk")
-        info = probe_size(target)
-        return TargetKind.BLOCK, info.size_bytes, info.sector_size
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise TargetRefused(f"{target} is neither a disk nor a regular file", hint="give a disk such as /dev/sdX or an image file name")
-    if size is None:
-        if st is None:
-            raise click.UsageError(f"{target} does not exist: give --size to create an image file, or a disk such as /dev/sdX")
-        if not force:
-            raise TargetRefused(f"{target} already exists", hint="give --force to replace it (with --size for a new size)")
-        return TargetKind.IMAGE, st.st_size, 512
-    if st is not None and not force:
-        raise TargetRefused(f"{target} already exists", hint="give --force to replace it, or another name")
-    return TargetKind.IMAGE, size.to_bytes(512), 512
+    dest = guard.destination(target, size_bytes=size.to_bytes(512) if size is not None else None, force=force)
+    if dest.kind is TargetKind.BLOCK and loop:
+        raise click.UsageError("--loop builds an image file through a loop device; the target is already a disk")
+    return dest.kind, dest.size_bytes, dest.sector_size
 
 
 @dataclass
@@ -349,7 +343,8 @@ def _build_image(console: Console, settings: BuildSettings, target: str, disk_by
     return BuildResult(target, prepared, progress, report, time.monotonic() - start, prepare_seconds)
 
 
-def _build_block(console: Console, settings: BuildSettings, target: str, disk_bytes: int, sector: int, *, yes: bool, unmount: bool, verify_after: bool, progress: Progress) -> BuildResult:
+def _check_disk(settings: BuildSettings, target: str, disk_bytes: int, sector: int, *, unmount: bool, lock=None) -> guard.DiskCheck:  # noqa: ANN001
+    """The disk's checks (target.guard), for the size this layout needs on it."""
     layout = settings.effective_layout()
     try:
         resolve(layout, disk_bytes, sector, seed=settings.seed)
@@ -359,29 +354,21 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
     except PlanError:
         need = disk_bytes  # the disk's own checks first; resolve_for below says what is wrong
     warn_above = layout.disk.warn_above
-    # The cheap safety checks first (a partition, the system disk, mounted, too small), then the
-    # inputs, then the confirmation: nothing is written (or unmounted) before all of them pass.
     warn_bytes = warn_above.to_bytes(layout.disk.sector_size) if warn_above else None
-    pending_unmount = None
-    try:
-        report_disk = targets.check_block_target(target, need_bytes=need, warn_above=warn_bytes, unmount=False)
-    except targets.UnsafeTarget as e:
-        if not (unmount and e.kinds <= targets.UNMOUNTABLE):
-            raise
-        # --unmount: say what will be unmounted, and do it only once the user has confirmed.
-        pending_unmount = e
-        disk = targets.describe(target)
-        report_disk = targets.TargetReport(disk.path, target, disk, warnings=tuple(f"--unmount: {r.message}; it will be unmounted after you confirm" for r in e.refusals))
+    check = guard.check_disk(target, need_bytes=need, warn_above=warn_bytes, unmount=unmount, lock=lock)
     resolve_for(layout, disk_bytes, sector, target=target, image=False)  # a 4Kn disk, say
+    return check
+
+
+def _build_block(console: Console, settings: BuildSettings, target: str, disk_bytes: int, sector: int, check: guard.DiskCheck, *, yes: bool, verify_after: bool, progress: Progress) -> BuildResult:
+    # The disk was checked (a partition, the system disk, mounted, too small, another atvdisk)
+    # before the inputs were read; now the inputs, then the confirmation: nothing is written
+    # (or unmounted) before all of them pass.
     prepare_start = time.monotonic()
     prepared = _prepare(progress, settings, disk_bytes, sector, passes=2 if verify_after else 1)
     prepare_seconds = time.monotonic() - prepare_start
     _show_warnings(console, prepared)
-    targets.confirm_destruction(report_disk, yes=yes, console=console, will_hold=will_hold(prepared))
-    if pending_unmount is not None:
-        report_disk = targets.check_block_target(target, need_bytes=need, warn_above=warn_bytes, unmount=True)
-        for action in report_disk.actions:
-            console.info(f"done: {action}")
+    guard.confirm(check, yes=yes, console=console, will_hold=will_hold(prepared))
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="atvdisk-work-") as workdir, targets.BlockDeviceSession(target) as session:
         console.writing = Writing(target, disk=True)  # from here on, an error leaves the disk incomplete

@@ -22,6 +22,8 @@ import hashlib
 import json
 import os
 import stat
+from contextlib import ExitStack
+from dataclasses import replace
 
 import click
 
@@ -32,6 +34,11 @@ from atvdisk.fs.hfsplus.tree import HfsTree
 from atvdisk.fs.hfsplus.writer import VolumeWriter
 from atvdisk.fs.region import Region
 from atvdisk.layout.units import SizeSyntaxError, format_iec, parse_bytes
+from atvdisk.target import guard
+from atvdisk.target.blockdev import BlockDeviceSession
+from atvdisk.target.imagefile import ImageTarget
+from atvdisk.target.probe import TargetKind
+from atvdisk.target.sysblock import sysblock_of_node, whole_disk
 
 
 def _bytes_option(value: str | None, name: str) -> int | None:
@@ -55,21 +62,16 @@ def _owner(value: str | None) -> tuple[int, int] | None:
     return uid, gid
 
 
-def _mounted(path: str) -> bool:
-    real = os.path.realpath(path)
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
-            return any(os.path.realpath(line.split()[0]) == real for line in f if line.strip())
-    except OSError:
-        return False
-
-
-def _target_size(path: str) -> int:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
+def _refuse_partition(path: str, offset: int) -> None:
+    """A partition node is refused as build refuses it, with the --offset that means it."""
+    dev = sysblock_of_node(path)
+    if dev.is_partition:
+        disk = whole_disk(dev)
+        start = int(dev.attr("start") or 0) * 512
+        raise TargetRefused(
+            f"{path} is partition {dev.partition} of {disk.devnode}; atvdisk writes whole disks, checked as a whole",
+            hint=f"atvdisk mkhfs {disk.devnode} --offset {start + offset} ... writes where that partition starts",
+        )
 
 
 def _reproducible(volume_name: str) -> tuple[int | None, int | None]:
@@ -98,6 +100,8 @@ def _reproducible(volume_name: str) -> tuple[int | None, int | None]:
               help="Where the volume starts in IMAGE.")  # fmt: skip
 @click.option("--block-size", type=int, default=4096, show_default=True, help="Allocation block size.")
 @click.option("--owner", metavar="UID:GID", help="Owner and group of every entry (default: as in --from).")
+@click.option("--force", is_flag=True, help="Write into an existing image file.")
+@click.option("--yes", is_flag=True, help="Do not ask before writing a disk (for scripts).")
 @click.pass_obj
 def mkhfs(
     console,
@@ -110,11 +114,15 @@ def mkhfs(
     offset_text: str,
     block_size: int,
     owner: str | None,
+    force: bool,
+    yes: bool,
 ) -> None:
     """Make an HFS+ (or HFSX) volume holding DIR's tree, without mounting anything.
 
-    IMAGE is created as a sparse file, or, if it exists (an image file or a block device),
-    written in place from --offset. Regular files, directories and symlinks are copied with
+    IMAGE is created as a sparse file, or, if it exists, written in place from --offset: an image
+    file with --force, a whole disk (never a partition: give its disk and --offset) after the
+    checks and the confirmation `atvdisk build` makes (system disk, mounted, too small, in use;
+    type the disk's name, or --yes). Regular files, directories and symlinks are copied with
     their modes, owners and times; hard links become independent copies; device nodes, FIFOs
     and sockets are refused. With SOURCE_DATE_EPOCH set, the creation date and volume UUID
     derive from it, so the same tree gives the same bytes.
@@ -128,49 +136,58 @@ def mkhfs(
     offset = _bytes_option(offset_text, "--offset") or 0
     size = _bytes_option(size_text, "--size")
     uid_gid = _owner(owner)
-    exists = os.path.exists(image)
-    if not exists and size is None:
-        raise click.UsageError("a new IMAGE needs --size")
-    if exists:
-        st = os.stat(image)
-        if stat.S_ISBLK(st.st_mode) and _mounted(image):
-            raise TargetRefused(f"{image} is mounted", hint="unmount it first")
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-            raise click.UsageError(f"{image} is neither a regular file nor a block device")
-
-    tree = HfsTree()
-    if from_dir is not None:
-        tree.add_host_dir(from_dir, owner=uid_gid)
-    elif uid_gid is not None:
-        tree.add_dir("/", uid=uid_gid[0], gid=uid_gid[1])
-    ct, vid = _reproducible(volume_name)
-    options = VolumeOptions(
-        volume_name=volume_name,
-        case_sensitive=case_sensitive,
-        journaled=journal,
-        block_size=block_size,
-        create_time=ct,
-        volume_id=vid,
+    # The target first, through the safety model every writing command shares (target.guard).
+    dest = guard.destination(
+        image,
+        size_bytes=None if os.path.lexists(image) else (size if size is not None else 0) + offset,
+        force=force,
+        force_hint=f"pass --force to write the volume into it at byte {offset}, or choose another name",
     )
-    if size is None:  # an existing file or device: everything after --offset
-        size = _target_size(image) - offset
+    if not dest.exists and size is None:
+        raise click.UsageError("a new IMAGE needs --size")
+    if dest.exists and size is None:  # an existing file or device: everything after --offset
+        size = dest.size_bytes - offset
         if size <= 0:
             raise click.UsageError(f"--offset {offset} is at or past the end of {image}")
-    layout = plan_volume(tree, options, size)  # refuses before anything is touched
-    if exists:
-        region = Region.open(image, offset, size)
-    else:
-        region = Region.open(image, offset, size, create=True)
-    try:
+    assert size is not None
+    with ExitStack() as stack:
+        check = None
+        if dest.kind is TargetKind.BLOCK:
+            _refuse_partition(image, offset)
+            lock = stack.enter_context(guard.hold(image))
+            check = guard.check_disk(image, need_bytes=offset + size, lock=lock)
+            check.report = replace(check.report, warnings=(*check.report.warnings, f"mkhfs writes bytes {offset} to {offset + size} of it (an HFS+ volume of {format_iec(size)})"))
+
+        tree = HfsTree()
+        if from_dir is not None:
+            tree.add_host_dir(from_dir, owner=uid_gid)
+        elif uid_gid is not None:
+            tree.add_dir("/", uid=uid_gid[0], gid=uid_gid[1])
+        ct, vid = _reproducible(volume_name)
+        options = VolumeOptions(
+            volume_name=volume_name,
+            case_sensitive=case_sensitive,
+            journaled=journal,
+            block_size=block_size,
+            create_time=ct,
+            volume_id=vid,
+        )
+        layout = plan_volume(tree, options, size)  # refuses before anything is touched
+
+        if check is not None:
+            guard.confirm(check, yes=yes, console=console)
+            session = stack.enter_context(BlockDeviceSession(image))
+            region = Region(stack.enter_context(session.exclusive()), offset, size, known_zero=False, name=f"{image} at byte {offset}")
+        elif dest.exists:
+            region = stack.enter_context(Region.open(image, offset, size))
+        else:
+            new = stack.enter_context(ImageTarget(image, offset + size))  # renamed into place on success
+            assert new.fd is not None
+            region = Region(new.fd, offset, size, known_zero=True, name=image)
         writer = VolumeWriter(layout, region)
         writer.write()
         writer.finish()
-    except BaseException:
-        region.close()
-        if not exists:
-            os.unlink(image)
-        raise
-    region.close()
+        region.sync()
     kind = "HFSX (case-sensitive)" if case_sensitive else "HFS+"
     console.result(
         f"{image}: {kind} volume {volume_name!r}, {format_iec(layout.region_size)}"

@@ -23,6 +23,7 @@ from typing import Self
 from atvdisk.errors import BuildError, TargetRefused
 from atvdisk.layout.units import format_iec
 from atvdisk.target.interrupt import signals_deferred, terminate_raises
+from atvdisk.target.probe import refuse_missing_device
 
 log = logging.getLogger("atvdisk.imagefile")
 
@@ -122,6 +123,7 @@ class ImageTarget:
         return self
 
     def _check_final(self, final: Path) -> None:
+        refuse_missing_device(str(final))
         try:
             st = os.lstat(final)
         except FileNotFoundError:

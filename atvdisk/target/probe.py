@@ -67,6 +67,18 @@ def probe_size(path: str | Path, *, image_sector_size: int = 512) -> TargetSize:
     return TargetSize(path, TargetKind.BLOCK, size, lss, pss)
 
 
+def refuse_missing_device(path: str) -> None:
+    """A path under /dev that does not exist is a mistyped disk, never a new image file."""
+    resolved = os.path.realpath(path)
+    in_dev = any(p == "/dev" or p.startswith("/dev/") for p in (os.path.normpath(os.path.abspath(path)), resolved))
+    in_shm = resolved.startswith("/dev/shm/")  # tmpfs for files: an image there is an image
+    if in_dev and not in_shm and not os.path.lexists(path):
+        raise TargetRefused(
+            f"{path} does not exist: there is no such disk",
+            hint="see `atvdisk devices` for the disks attached (atvdisk never makes image files in /dev)",
+        )
+
+
 def check_readable(path: str | Path) -> None:
     """Refuse (TargetRefused, exit 3) a target this process cannot open for reading: an
     unprivileged user's ``verify /dev/sdX``, an image file without read permission."""

@@ -93,6 +93,9 @@ def test_into_existing_file_at_offset(src: Path, tmp_path: Path) -> None:
     img = tmp_path / "disk.img"
     img.write_bytes(b"\xee" * MIB)
     r = _run("mkhfs", str(img), "--offset", "512KiB", "--size", "8M", "--from", str(src))
+    assert r.exit_code == 3 and "already exists" in r.stderr and "--force" in r.stderr  # as build: only with --force
+    assert img.read_bytes() == b"\xee" * MIB
+    r = _run("mkhfs", str(img), "--offset", "512KiB", "--size", "8M", "--from", str(src), "--force")
     assert r.exit_code == 0, r.output
     assert os.path.getsize(img) == 512 * 1024 + 8 * MIB
     assert img.read_bytes()[: 512 * 1024] == b"\xee" * (512 * 1024)  # untouched before the region
@@ -100,7 +103,7 @@ def test_into_existing_file_at_offset(src: Path, tmp_path: Path) -> None:
     r = _run("lshfs", str(img), "--offset", "524288", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["volume"]["total_blocks"] == 2048
     # an existing file without --size: the rest of it
-    r = _run("mkhfs", str(img), "--offset", "512KiB", "--from", str(src), "--volume-name", "Again")
+    r = _run("mkhfs", str(img), "--offset", "512KiB", "--from", str(src), "--volume-name", "Again", "--force")
     assert r.exit_code == 0, r.output
     assert json.loads(_run("lshfs", str(img), "--offset", "512K", "--json").stdout)["volume"]["name"] == "Again"
 
@@ -176,6 +179,6 @@ def test_refusal_leaves_an_existing_file_alone(tmp_path: Path) -> None:
     (big / "f").write_bytes(os.urandom(2 * MIB))
     img = tmp_path / "disk.img"
     img.write_bytes(b"\x11" * 4096)
-    r = _run("mkhfs", str(img), "--offset", "4096", "--size", "1M", "--from", str(big))
+    r = _run("mkhfs", str(img), "--offset", "4096", "--size", "1M", "--from", str(big), "--force")
     assert r.exit_code == 2 and "does not fit" in r.stderr
     assert img.read_bytes() == b"\x11" * 4096  # not even extended
