@@ -55,18 +55,18 @@ def in_terminal(*args: str, env: dict[str, str] | None = None, cwd: Path | None 
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, message, code",
     [
-        (["build"], "Missing argument 'TARGET'"),  # click's own usage error
-        (["--bogus"], "No such option '--bogus'"),  # the group's options
-        (["nosuch"], "No such command 'nosuch'"),
-        (["plan", "--size", "1M"], "is too small for layout"),  # atvdisk's LayoutError
-        (["plan", "--size", "4X"], "Invalid value for '--size'"),
+        (["build"], "Missing argument 'TARGET'", 2),  # click's own usage error
+        (["--bogus"], "No such option '--bogus'", 2),  # the group's options
+        (["nosuch"], "No such command 'nosuch'", 2),
+        (["plan", "--size", "1M"], "is too small for layout", 3),  # atvdisk's DiskTooSmall: a refused target
+        (["plan", "--size", "4X"], "Invalid value for '--size'", 2),
     ],
 )
-def test_every_error_has_one_style(args: list[str], message: str) -> None:
+def test_every_error_has_one_style(args: list[str], message: str, code: int) -> None:
     r = atvdisk(*args)
-    assert r.returncode == 2
+    assert r.returncode == code
     assert r.stdout == ""
     lines = r.stderr.splitlines()
     assert lines[0].startswith("atvdisk: error: ") and message in lines[0], r.stderr
@@ -105,7 +105,7 @@ def test_an_internal_error_says_so_and_hides_the_traceback(monkeypatch: pytest.M
     "args, code, kind",
     [
         (["build", "--json"], 2, "usage"),
-        (["plan", "--size", "1M", "--json"], 2, "layout"),
+        (["plan", "--size", "1M", "--json"], 3, "refused"),  # too small: a refused target on every path
         (["plan", "--json", "--size", "1M", "--layout", "nosuch"], 2, "layout"),
         (["verify", "nonexistent.img", "--json"], 2, "usage"),
         (["build", "x.img", "--size", "4G", "--openelec", "nonexistent", "--example", "--json"], 2, "input"),
@@ -134,7 +134,7 @@ def test_json_refusal_of_an_existing_image(tmp_path: Path) -> None:
 
 def test_without_json_errors_leave_stdout_empty() -> None:
     r = atvdisk("plan", "--size", "1M")
-    assert r.returncode == 2 and r.stdout == ""
+    assert r.returncode == 3 and r.stdout == ""
 
 
 # -- global options anywhere, -q / -v / -vv -----------------------------------------------------
@@ -237,10 +237,10 @@ def test_help_says_what_verbose_does() -> None:
 
 def test_a_terminal_gets_colour_and_no_color_gets_none() -> None:
     code, screen = in_terminal("plan", "--size", "1M")
-    assert code == 2
+    assert code == 3
     assert f"{ESC}[" in screen and "atvdisk: error: " in re.sub(r"\x1b\[[0-9;]*m", "", screen)
     code, screen = in_terminal("plan", "--size", "1M", env={"NO_COLOR": "1"})
-    assert code == 2
+    assert code == 3
     assert ESC not in screen and "atvdisk: error: " in screen
 
 

@@ -111,6 +111,7 @@ def _kind(e: BaseException) -> str:
     """The error's kind in --json (stable names)."""
     from atvdisk.errors import (
         BuildError,
+        DiskTooSmall,
         InputError,
         LayoutError,
         TargetRefused,
@@ -121,7 +122,7 @@ def _kind(e: BaseException) -> str:
         return "interrupted"
     if isinstance(e, click.ClickException):
         return "usage"
-    for cls, name in ((VerifyError, "verify"), (BuildError, "build"), (TargetRefused, "refused"), (LayoutError, "layout"), (InputError, "input")):
+    for cls, name in ((VerifyError, "verify"), (BuildError, "build"), (TargetRefused, "refused"), (DiskTooSmall, "refused"), (LayoutError, "layout"), (InputError, "input")):
         if isinstance(e, cls):
             return name
     if isinstance(e, AtvdiskError):
