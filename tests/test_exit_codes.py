@@ -90,7 +90,10 @@ def test_unreadable_host_inputs_are_refused_before_writing(request, what):
         (d / "layout.toml").write_text(f'[[partition]]\nname = "P"\ntype = "linux"\nstart = "1MiB"\nsize = "20MiB"\nfs = {{ kind = "ext4" }}\ncontents = [ {kind} ]\n')
         args = ["--layout", d / "layout.toml"]
         message = "cannot read " + str(src / "secret") if what == "layout-file" else "cannot read the directory " + str(src / "private")
-    r = atvdisk("build", d / "out.img", "--size", "4G", "--dry-run", *args, user="nobody")
+    out = d / "out"  # where nobody may create the image: the dry run checks that too
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    r = atvdisk("build", out / "out.img", "--size", "4G", "--dry-run", *args, user="nobody")
     no_internal_error(r)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
