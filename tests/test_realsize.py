@@ -27,11 +27,12 @@ from atvdisk.verify import verify
 
 STOCK_40GB = 78_140_160  # Apple's stock disk (parted prints 40.0GB)
 DISK_160GB = 312_581_808  # a common 160 GB laptop disk
+DISK_1500GB = 2_930_277_168  # 1.36 TiB: partitions end between 2^31 and 2^32 sectors, still in an MBR's reach
 DISK_3TB = 5_860_533_168  # 2.73 TiB: beyond what an MBR can address (2^32 sectors)
 MBR_LIMIT = 2**32
 MAX_CHS = (1023, 254, 63)  # what a CHS field holds for a sector beyond cylinder 1023
 
-SIZES = {"40GB": STOCK_40GB, "160GB": DISK_160GB, "3TB": DISK_3TB}
+SIZES = {"40GB": STOCK_40GB, "160GB": DISK_160GB, "1.5TB": DISK_1500GB, "3TB": DISK_3TB}
 
 
 def run(*args: object, check: bool = True, stdin: str | None = None) -> str:
@@ -102,7 +103,7 @@ def expected_hybrid(plan) -> list[tuple[int, int, str, bool]]:
 
 
 CASES = [
-    ("atv1-openelec", "40GB"), ("atv1-openelec", "160GB"), ("atv1-openelec", "3TB"),
+    ("atv1-openelec", "40GB"), ("atv1-openelec", "160GB"), ("atv1-openelec", "1.5TB"), ("atv1-openelec", "3TB"),
     ("atv1-factory", "40GB"), ("atv1-factory", "3TB"),
 ]
 
