@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atvdisk.bootplist import PlistExpectation, bootefi_plist, expectation, kexec_plist
+from atvdisk.bootplist import PlistExpectation, atv_boot_mode, bootefi_plist, expectation, kexec_plist
 from atvdisk.bootscript import hfs_blkid_uuid
 from atvdisk.errors import BootFilesError
 from atvdisk.layout.resolver import resolve
@@ -197,6 +197,22 @@ def test_any_recovery_flags_end_up_running_the_script_or_are_refused(flags, mode
     kept = [w for w in flags.split() if not w.startswith("atv-boot=")]
     assert [w for w in d["Kernel Flags"].split() if not w.startswith("atv-boot=")] == kept
     assert d["Kernel"] == "mach_kernel"
+
+
+@pytest.mark.parametrize("mode_given", ["patchstick", "none"])
+def test_recovery_flags_of_exactly_1024_bytes_are_taken_and_1025_refused(mode_given):
+    """boot.efi takes at most 1024 bytes of Kernel Flags: 1024 is the last length allowed, both
+    when the plist is kept and when its atv-boot= is rewritten (none -> patchstick: 6 bytes more)."""
+    pad = 1024 - len("atv-boot=patchstick ")
+    given = f"atv-boot={mode_given} " + "x" * pad  # 1024 bytes once it says atv-boot=patchstick
+    p = kexec_plist(_plist(given), "patchstick", ROOT)
+    assert len(p.kernel_flags.encode()) == 1024 and atv_boot_mode(p.kernel_flags) == "patchstick"
+    kexec = expectation(resolve(load_layout("atv1-openelec"), 4 << 30, 512))
+    assert kexec.problems(p.data, ROOT) == []
+    with pytest.raises(BootFilesError, match="Kernel Flags would be 1025 bytes; boot.efi takes at most 1024"):
+        kexec_plist(_plist(given + "x"), "patchstick", ROOT)
+    longer = plistlib.dumps({**plistlib.loads(p.data), "Kernel Flags": p.kernel_flags + "x"})
+    assert kexec.problems(longer, ROOT) == ["/com.apple.Boot.plist: Kernel Flags are 1025 bytes; boot.efi takes at most 1024"]
 
 
 # ------------------------------------------------------------------------ what verify checks
