@@ -259,6 +259,7 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
     plan = prepared.plan
     if not access.known_zero:
         with progress.step(f"wipe old partition tables and signatures on {access.path}"):
+            access.check_keeps_writes()  # a fake-capacity card is found before anything is built
             with access.own_writes() as fd:
                 wipe(Region(fd, 0, plan.disk_bytes, known_zero=False, name=access.path), plan)
     cancel = threading.Event()

@@ -48,7 +48,7 @@ from atvdisk.layout.units import Quantity, format_iec, format_parted
 from atvdisk.progress import Progress
 from atvdisk.target import checks as targets
 from atvdisk.target import guard
-from atvdisk.target.access import BlockAccess, ImageAccess
+from atvdisk.target.access import BlockAccess, ImageAccess, drop_cached
 from atvdisk.target.probe import TargetKind, check_readable, probe_size
 from atvdisk.verify import (
     VerifyReport,
@@ -433,6 +433,8 @@ def _count_steps(plan: Plan, *, known_zero: bool, verify_after: bool) -> int:
 
 def _verify_step(prepared: Prepared, device: str, progress: Progress, workdir: str) -> VerifyReport:
     with progress.step("verify: read everything back and compare with the plan and the sources", total=_data_bytes(prepared)):
+        if stat.S_ISBLK(os.stat(device).st_mode):
+            drop_cached(device)  # read back from the medium, not from the page cache
         # What the manifest lists (the trees' entries with every file's sha256, taken while
         # writing) is what the disk must hold: not made again from the trees.
         report = verify(device, prepared.plan, prepared.contents, expected=prepared.expected, workdir=workdir, known_hashes=prepared.hashes, plist=prepared.plist_expectation)
@@ -527,6 +529,8 @@ def verify_cmd(ctx: click.Context, target: str, layout_name: str, seed: str | No
     console: Console = ctx.obj
     info = probe_size(target)
     check_readable(target)
+    if info.kind is TargetKind.BLOCK:
+        drop_cached(target)  # read the medium, not what the page cache kept of it
     found = manifest.find(target, info.sector_size)
     given = {name: ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT for name in ("layout_name", "seed", "atv_disk", "name_by")}
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="atvdisk-verify-") as workdir:

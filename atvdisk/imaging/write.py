@@ -212,6 +212,7 @@ def execute(plan: WritePlan, access: DiskAccess, progress: Progress, *, workdir:
     known_zero = access.known_zero
     if not known_zero:
         with progress.step(f"wipe old partition tables and signatures on {access.path}"):
+            access.check_keeps_writes()  # a fake-capacity card is found before anything is copied
             with access.own_writes() as fd:
                 for a, b in _wipe_ranges(plan):
                     _zero(fd, a, b - a, result)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from atvdisk.target.blockdev import BlockDeviceError, BlockDeviceSession
+from atvdisk.target.capacity import drop_block_cache, probe_capacity
 
 log = logging.getLogger("atvdisk.build")
 
@@ -31,6 +33,11 @@ class DiskAccess(ABC):
     def after_partition_table(self, partitions: dict[int, tuple[int, int]] | None = None) -> None:  # noqa: B027 - a no-op by default (image files)
         """Make the OS see the new table (block devices): ``partitions`` (number -> (start, size)
         in bytes) are the ones it should then show."""
+
+    def check_keeps_writes(self) -> None:  # noqa: B027 - a no-op by default (image files)
+        """Before anything else is written: check that the disk keeps what is written to it
+        (block devices: :func:`~atvdisk.target.capacity.probe_capacity`, against fake-capacity
+        cards). Raises DeviceForgets."""
 
 
 class ImageAccess(DiskAccess):
@@ -62,6 +69,10 @@ class BlockAccess(DiskAccess):
             yield fd
             os.fsync(fd)
 
+    def check_keeps_writes(self) -> None:
+        with self.own_writes() as fd:
+            probe_capacity(fd, self.path, self.session.size_bytes)
+
     def after_partition_table(self, partitions: dict[int, tuple[int, int]] | None = None) -> None:
         self.session.fsync()
         reread_error = None
@@ -91,15 +102,18 @@ class BlockAccess(DiskAccess):
 
 
 def drop_cached(path: str) -> None:
-    """Flush ``path`` (a disk or image) and drop its cached pages, so that what is read next
-    comes from the medium, not from memory. Best effort: never raises."""
+    """Flush ``path`` (a disk or image) and drop its cached pages (BLKFLSBUF on a disk), so
+    that what is read next comes from the medium, not from memory. Best effort: never raises."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return
     try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if stat.S_ISBLK(os.fstat(fd).st_mode):
+            drop_block_cache(fd)
+        else:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     except OSError as e:
         log.info("could not drop the cache of %s: %s", path, e.strerror)
     finally:
