@@ -164,3 +164,39 @@ def test_layout_file_size_limit_and_encoding(tmp_path):
     with pytest.raises(LayoutError, match="cannot read layout: 'utf-8' codec can't decode") as info:
         load_layout(str(latin1))
     assert info.value.hint == "give a readable UTF-8 .toml file"
+
+
+def test_a_fat_label_of_valid_characters_is_still_at_most_11():
+    # mkfs.fat: "Label can be no longer than 11 characters".
+    with pytest.raises(LayoutError, match="a FAT label is at most 11 characters"):
+        one('{ kind = "fat32", label = "EFI BOOT 012" }', type_="efi")
+
+
+def test_tarball_members_are_paths():
+    with pytest.raises(LayoutError, match=r"members\[2\].*expected a path, got 7"):
+        one('{ kind = "ext4" }', contents='{ kind = "tarball", source = "{restore}", members = ["a", 7] }')
+
+
+def test_a_second_boot_script_names_where_the_first_is():
+    text = (
+        '[boot]\nboot = "A"\nstorage = "B"\n'
+        '[[partition]]\nname = "A"\ntype = "hfsplus"\nsize = "64MiB"\nfs = { kind = "hfsplus" }\n'
+        'contents = [{ kind = "text", path = "x", text = "y" }, { kind = "bootscript", path = "patchstick.sh" }]\n'
+        '[[partition]]\nname = "B"\ntype = "linux"\nsize = "64MiB"\nfs = { kind = "ext4" }\n'
+        'contents = [{ kind = "bootscript", path = "patchstick.sh" }]\n'
+    )
+    with pytest.raises(LayoutError, match=r"partition\[2\]\.contents\[1\].*a second bootscript \(the first is partition\[1\]\.contents\[2\]\)"):
+        parse_layout(text)
+
+
+@pytest.mark.parametrize("before", ["hfsplus", "linux"])
+def test_a_bootefi_boot_partition_may_be_fat32_whatever_precedes_it(before):
+    fs_before = {"hfsplus": '{ kind = "hfsplus" }', "linux": '{ kind = "ext4" }'}[before]
+    text = (
+        '[boot]\nmethod = "bootefi"\nboot = "BOOT"\nstorage = "DATA"\nkernel = "MACH_KERNEL"\n'
+        f'[[partition]]\nname = "DATA"\ntype = "{before}"\nsize = "64MiB"\nfs = {fs_before}\n'
+        '[[partition]]\nname = "BOOT"\ntype = "atvrecv"\nsize = "64MiB"\nfs = { kind = "fat32" }\n'
+        'contents = [{ kind = "bootplist", path = "com.apple.Boot.plist" }]\n'
+    )
+    layout = parse_layout(text)
+    assert [p.fs.kind for p in layout.partitions] == [FsKind(fs_before.split('"')[1]), FsKind.FAT32]
