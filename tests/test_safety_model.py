@@ -404,3 +404,68 @@ def test_sigkill_during_a_loop_build_leaves_no_loop_device(tmp_path):
     while attached(partial) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert attached(partial) == []  # was left attached: losetup had no autoclear
+
+
+# -- atvdisk write: the same model -------------------------------------------------------------------
+
+
+@pytest.fixture
+def raw_image(tmp_path) -> Path:
+    """An image without a GPT (written byte for byte): the smallest image `write` takes."""
+    img = tmp_path / "raw.img"
+    img.write_bytes(os.urandom(4096) * 256)
+    return img
+
+
+@pytest.mark.root
+@needs_root
+def test_write_dry_run_on_the_system_disk_would_be_refused(raw_image):
+    disk = system_disk()
+    r = atvdisk("write", raw_image, disk, "--dry-run")
+    clean(r)
+    assert r.returncode == 3, r.stderr
+    assert "would be refused: refusing /dev/" in r.stderr and "the running system uses" in r.stderr
+
+
+@pytest.mark.root
+@needs_root
+def test_write_dry_run_on_a_mounted_disk_would_be_refused(loop, tmp_path, raw_image):
+    dev = loop(64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", dev], check=True)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", dev, str(mnt)], check=True)
+    try:
+        r = atvdisk("write", raw_image, dev, "--dry-run")
+        clean(r)
+        assert r.returncode == 3, r.stderr
+        assert "would be refused" in r.stderr and "mounted" in r.stderr
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.root
+@needs_root
+def test_write_to_a_disk_another_atvdisk_holds_is_refused_at_once(loop, raw_image):
+    import fcntl
+
+    dev = loop(64 << 20)
+    before = device_digest(dev)
+    st = os.stat(dev)
+    lock_dir = Path("/run/lock/atvdisk")
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / f"block-{os.major(st.st_rdev)}-{os.minor(st.st_rdev)}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        for args in (["--dry-run"], ["--yes"]):
+            start = time.monotonic()
+            r = atvdisk("write", raw_image, dev, *args)
+            clean(r)
+            assert r.returncode == 3, r.stderr  # was: written over whatever the other one wrote
+            assert f"in use by another atvdisk (pid {os.getpid()})" in r.stderr
+            assert time.monotonic() - start < 20
+    finally:
+        os.close(fd)
+    assert device_digest(dev) == before

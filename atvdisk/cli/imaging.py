@@ -8,12 +8,13 @@ import os
 import stat
 import tempfile
 import time
+from contextlib import ExitStack, nullcontext
 
 import click
 
 from atvdisk.cli.common import Console, parse_size_option
 from atvdisk.cli.console import Writing
-from atvdisk.errors import TargetRefused, VerifyError
+from atvdisk.errors import VerifyError
 from atvdisk.imaging.extract import extract
 from atvdisk.imaging.image import ImageInfo, open_image
 from atvdisk.imaging.write import (
@@ -28,8 +29,9 @@ from atvdisk.inputs.payload import BOOT_EFI_SIZE
 from atvdisk.layout.units import Quantity, format_iec
 from atvdisk.progress import Progress
 from atvdisk.target import checks as targets
+from atvdisk.target import guard
 from atvdisk.target.access import BlockAccess, ImageAccess, drop_cached
-from atvdisk.target.probe import probe_size
+from atvdisk.target.probe import TargetKind
 from atvdisk.target.source import open_source
 from atvdisk.verify import verify_manifest
 
@@ -120,73 +122,57 @@ def write_cmd(console: Console, image: str, target: str, size: Quantity | None, 
 
 
 def _write(console: Console, info: ImageInfo, target: str, size: Quantity | None, *, dry_run: bool, yes: bool, unmount: bool, force: bool, verify_after: bool, as_json: bool) -> None:
-    try:
-        st = os.stat(target)
-    except FileNotFoundError:
-        st = None
-    is_block = st is not None and stat.S_ISBLK(st.st_mode)
-    if is_block:
-        if size is not None:
-            raise click.UsageError(f"{target} is a disk: --size only applies to image files")
-        geometry = probe_size(target)
-        target_bytes, sector = geometry.size_bytes, geometry.sector_size
-    else:
-        if st is not None and not stat.S_ISREG(st.st_mode):
-            raise TargetRefused(f"{target} is neither a disk nor a regular file", hint="give a disk such as /dev/sdX or an image file name")
-        if st is not None and not force:
-            raise TargetRefused(f"{target} already exists", hint="give --force to replace it, or another name")
-        target_bytes, sector = (size.to_bytes(512) if size else info.size), 512
-    report_disk = None
-    pending_unmount = None
-    # The disk's own checks first (a partition, the system disk, too small, mounted), as build
-    # does them; then the plan for this image on it; nothing is written before both passed.
-    if is_block:
-        try:
-            report_disk = targets.check_block_target(target, need_bytes=info.size, unmount=False)
-        except targets.UnsafeTarget as e:
-            if not (unmount and e.kinds <= targets.UNMOUNTABLE):
-                raise
-            pending_unmount = e
-            disk = targets.describe(target)
-            report_disk = targets.TargetReport(disk.path, target, disk, warnings=tuple(f"--unmount: {r.message}; it will be unmounted after you confirm" for r in e.refusals))
-    plan = plan_write(info, target_bytes, sector)
-    for w in plan.warnings:
-        console.warn(w)
-    if dry_run:
-        if as_json:
-            console.out(json.dumps(_write_summary(plan, target, None, None, dry_run=True), indent=2, ensure_ascii=False))
+    # One safety model with build (target/guard.py): what DISK is; a disk's own checks (a
+    # partition, the system disk, mounted, in use, held by another atvdisk, too small); the
+    # atvdisk lock held from here to the end; the plan for this image on it; the confirmation.
+    # Nothing is written before all of them passed, and a dry run makes every one of them
+    # ("would be refused: ...", exit 3).
+    checking = guard.dry_run if dry_run else nullcontext
+    with ExitStack() as stack:
+        with checking():
+            try:
+                is_block = stat.S_ISBLK(os.stat(target).st_mode)
+            except FileNotFoundError:
+                is_block = False
+            image_bytes = size.to_bytes(512) if size is not None else (None if is_block else info.size)
+            dest = guard.destination(target, size_bytes=image_bytes, force=force, force_hint="give --force to replace it, or another name")
+            check = None
+            if dest.kind is TargetKind.BLOCK:
+                lock = None if dry_run else stack.enter_context(guard.hold(target))
+                check = guard.check_disk(target, need_bytes=info.size, unmount=unmount, lock=lock)
+            plan = plan_write(info, dest.size_bytes, dest.sector_size)
+        for w in plan.warnings:
+            console.warn(w)
+        if dry_run:
+            if as_json:
+                console.out(json.dumps(_write_summary(plan, target, None, None, dry_run=True), indent=2, ensure_ascii=False))
+                return
+            for line in plan.describe():
+                console.out(line)
+            console.out(f"\nDry run: nothing was written to {target}.")
             return
         for line in plan.describe():
-            console.out(line)
-        console.out(f"\nDry run: nothing was written to {target}.")
-        return
-    for line in plan.describe():
-        console.info(line)
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="atvdisk-write-") as workdir:
-        if is_block:
-            assert report_disk is not None
-            targets.confirm_destruction(report_disk, yes=yes, console=console)
-            if pending_unmount is not None:
-                report_disk = targets.check_block_target(target, need_bytes=plan.need_bytes, unmount=True)
-                for action in report_disk.actions:
-                    console.info(f"done: {action}")
-        with console.progress(show=not as_json) as progress:
-            if is_block:
-                with targets.BlockDeviceSession(target) as session:
-                    console.writing = Writing(target, disk=True)  # an error from here on leaves it incomplete
-                    result = execute(plan, BlockAccess(session), progress, workdir=workdir)
+            console.info(line)
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="atvdisk-write-") as workdir:
+            if check is not None:
+                guard.confirm(check, yes=yes, console=console)
+            with console.progress(show=not as_json) as progress:
+                if check is not None:
+                    with targets.BlockDeviceSession(target) as session:
+                        console.writing = Writing(target, disk=True)  # an error from here on leaves it incomplete
+                        result = execute(plan, BlockAccess(session), progress, workdir=workdir)
+                        console.writing = None
+                        checks = _verify_written(plan, session.path, result, progress, workdir) if verify_after else None
+                else:
+                    console.writing = Writing(target, disk=False)
+                    with targets.ImageTarget(target, dest.size_bytes, overwrite=force) as out:
+                        for w in out.warnings:
+                            console.warn(w)
+                        result = execute(plan, ImageAccess(out.path, known_zero=True), progress, workdir=workdir)
+                        checks = _verify_written(plan, str(out.path), result, progress, workdir) if verify_after else None
                     console.writing = None
-                    checks = _verify_written(plan, session.path, result, progress, workdir) if verify_after else None
-            else:
-                console.writing = Writing(target, disk=False)
-                with targets.ImageTarget(target, target_bytes, overwrite=force) as out:
-                    for w in out.warnings:
-                        console.warn(w)
-                    result = execute(plan, ImageAccess(out.path, known_zero=True), progress, workdir=workdir)
-                    checks = _verify_written(plan, str(out.path), result, progress, workdir) if verify_after else None
-                console.writing = None
-    seconds = time.monotonic() - start
+        seconds = time.monotonic() - start
     if as_json:
         console.out(json.dumps(_write_summary(plan, target, result, checks, dry_run=False, seconds=seconds), indent=2, ensure_ascii=False))
         return
