@@ -8,21 +8,10 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 from hfsplus.judges import listing_pyfshfs
-from test_write import SMALL_LAYOUT, sfdisk
-
-EPOCH = "1300000000"
-
-
-def atvdisk(*args, check=True):
-    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
-    r = subprocess.run([sys.executable, "-m", "atvdisk", *map(str, args)], capture_output=True, text=True, env=env)
-    if check and r.returncode != 0:
-        raise AssertionError(f"atvdisk {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return r
+from test_write import SMALL_LAYOUT, atvdisk, sfdisk
 
 
 @pytest.fixture(scope="module")

@@ -7,22 +7,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_write import SMALL_LAYOUT, same_bytes, snapshot, structures
+from test_write import SMALL_LAYOUT, atvdisk, same_bytes, snapshot, structures
 
-EPOCH = "1300000000"
 root = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")
 
-
-def atvdisk(*args, check=True):
-    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
-    r = subprocess.run([sys.executable, "-m", "atvdisk", *map(str, args)], capture_output=True, text=True, env=env)
-    if check and r.returncode != 0:
-        raise AssertionError(f"atvdisk {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 @pytest.fixture(scope="module")
