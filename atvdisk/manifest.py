@@ -35,9 +35,10 @@ from atvdisk.fs.entry import Entry
 from atvdisk.fs.gpt import GptError, read_primary
 from atvdisk.fs.signature import probe
 from atvdisk.inputs.tree import NodeKind
+from atvdisk.layout import atv
 from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.layout.resolver import resolve
-from atvdisk.layout.schema import FsKind, Layout, NameBy, parse_layout
+from atvdisk.layout.schema import FsKind, IdentityValueError, Layout, NameBy, check_epoch, check_seed, parse_layout
 
 MANIFEST_FORMAT = "atvdisk-manifest/1"
 MANIFEST_NAME = "atvdisk-manifest.json"
@@ -187,6 +188,17 @@ class _Reader:
         if disk_bytes <= 0 or sector not in (512, 1024, 2048, 4096):
             raise self.fail(f"disk of {disk_bytes} bytes in {sector}-byte sectors")
         epoch = self.get(doc, "source_date_epoch", int)
+        seed = self.get(doc, "seed", str)
+        atv_disk = self.get(options, "atv_disk", str)
+        try:
+            check_epoch(epoch)
+            check_seed(seed)
+        except IdentityValueError as e:
+            raise self.fail(e.message) from None
+        try:
+            atv_disk = atv.atv_disk(atv_disk)
+        except atv.AtvValueError as e:
+            raise self.fail(f"atv_disk: {e.message}") from None
         parts = []
         count = 0
         for pd in self.get(doc, "partitions", list):
@@ -206,10 +218,10 @@ class _Reader:
             atvdisk_version=self.get(doc, "atvdisk_version", str),
             layout_name=name,
             layout_text=text,
-            seed=self.get(doc, "seed", str),
+            seed=seed,
             epoch=epoch,
             name_by=NameBy(name_by) if name_by else None,
-            atv_disk=self.get(options, "atv_disk", str),
+            atv_disk=atv_disk,
             inputs=inputs,
             disk_bytes=disk_bytes,
             sector_size=sector,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -250,6 +251,42 @@ def test_mutated_manifest_is_read_or_refused_never_crashes(valid_doc, path, valu
     except ManifestError:
         return
     m.to_bytes()  # what was accepted can be written back
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        (("options", "atv_disk"), "sda;reboot", "atv_disk: not a disk name the ATV has"),
+        (("options", "atv_disk"), "/dev/sdz", "atv_disk: not a disk name the ATV has"),
+        (("options", "atv_disk"), "", "atv_disk: not a disk name the ATV has"),
+        (("seed",), "", "a seed is 1 to 200 printable characters"),
+        (("seed",), "x\x1b]0;owned\x07", "a seed is 1 to 200 printable characters"),
+        (("seed",), "s" * 201, "a seed is 1 to 200 printable characters"),
+        (("source_date_epoch",), -1, "outside 0..4294967295"),
+        (("source_date_epoch",), 2**32, "outside 0..4294967295"),
+    ],
+)
+def test_a_manifest_carries_only_values_a_build_takes(valid_doc, where, value, message):
+    """A disk's manifest is input like any other (it may come from a disk of unknown history):
+    its ATV disk name, seed and SOURCE_DATE_EPOCH are held to the rules --atv-disk, --seed and
+    the environment are held to, before verify uses them."""
+    doc = json.loads(valid_doc)
+    node = doc
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        Manifest.from_bytes(json.dumps(doc).encode())
+
+
+def test_a_manifest_names_the_atv_disk_as_the_build_does(valid_doc):
+    doc = json.loads(valid_doc)
+    assert Manifest.from_bytes(valid_doc).atv_disk == "/dev/sda"
+    doc["options"]["atv_disk"] = "sdb"  # written by hand: read as --atv-disk reads it
+    m = Manifest.from_bytes(json.dumps(doc).encode())
+    assert m.atv_disk == "/dev/sdb" and m.layout().disk.atv_disk == "/dev/sdb"
+    doc["seed"], doc["source_date_epoch"] = "s" * 200, 2**32 - 1  # the limits themselves are taken
+    assert Manifest.from_bytes(json.dumps(doc).encode()).seed == "s" * 200
 
 
 @settings(max_examples=200, deadline=None)

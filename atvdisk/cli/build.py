@@ -43,7 +43,7 @@ from atvdisk.inputs.sample import write_sample
 from atvdisk.layout import atv
 from atvdisk.layout.plan import Plan
 from atvdisk.layout.resolver import resolve
-from atvdisk.layout.schema import Layout, NameBy, load_layout
+from atvdisk.layout.schema import IdentityValueError, Layout, NameBy, check_epoch, load_layout
 from atvdisk.layout.units import Quantity, format_iec, format_parted
 from atvdisk.progress import Progress
 from atvdisk.target import checks as targets
@@ -66,9 +66,9 @@ def _epoch() -> int:
     if value is None:
         return int(time.time())
     try:
-        return int(value)
-    except ValueError:
-        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds", hint="unset it or give an integer") from None
+        return check_epoch(value)
+    except IdentityValueError as e:
+        raise UsageError(e.message, hint=e.hint) from None
 
 
 def _atv_disk_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -14,6 +14,7 @@ import click.shell_completion
 
 from atvdisk.cli.console import Console
 from atvdisk.errors import DiskTooSmall, PlanError, UsageError
+from atvdisk.layout.schema import SEED_MAX, IdentityValueError, check_seed
 from atvdisk.layout.units import (
     MIB,
     Quantity,
@@ -47,9 +48,10 @@ def parse_seed_option(ctx: click.Context, param: click.Parameter, value: str | N
     """A seed for every identifier: 1 to 200 printable characters."""
     if value is None:
         return None
-    if not value or len(value) > 200 or not value.isprintable():
-        raise click.BadParameter("a seed is 1 to 200 printable characters, e.g. --seed shop-2024-001")
-    return value
+    try:
+        return check_seed(value)
+    except IdentityValueError:
+        raise click.BadParameter(f"a seed is 1 to {SEED_MAX} printable characters, e.g. --seed shop-2024-001") from None
 
 
 seed_option = click.option(

@@ -27,12 +27,13 @@ from dataclasses import replace
 
 import click
 
-from atvdisk.errors import TargetRefused
+from atvdisk.errors import TargetRefused, UsageError
 from atvdisk.fs.hfsplus.layout import VolumeOptions, plan_volume
 from atvdisk.fs.hfsplus.reader import HfsVolume
 from atvdisk.fs.hfsplus.tree import HfsTree
 from atvdisk.fs.hfsplus.writer import VolumeWriter
 from atvdisk.fs.region import Region
+from atvdisk.layout.schema import IdentityValueError, check_epoch
 from atvdisk.layout.units import SizeSyntaxError, format_iec, parse_bytes
 from atvdisk.target import guard
 from atvdisk.target.blockdev import BlockDeviceSession
@@ -79,9 +80,9 @@ def _reproducible(volume_name: str) -> tuple[int | None, int | None]:
     if not epoch:
         return None, None
     try:
-        t = int(epoch)
-    except ValueError as e:
-        raise click.BadParameter(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from e
+        t = check_epoch(epoch)
+    except IdentityValueError as e:
+        raise UsageError(e.message, hint=e.hint) from None
     vid = int.from_bytes(hashlib.sha256(f"atvdisk-hfs:{t}:{volume_name}".encode()).digest()[:8], "big")
     return t, vid
 

@@ -406,6 +406,11 @@ class _Parser:
         seed = self.get(w, t, "seed", str)
         if seed is not None and not seed:
             raise self.fail(f"{w}.seed", "seed must not be empty", seed, hint="remove it for random identifiers, or give any text")
+        if seed is not None:
+            try:
+                check_seed(seed)
+            except IdentityValueError as e:
+                raise self.fail(f"{w}.seed", e.message, seed, hint=e.hint) from None
         return DiskSpec(label, sector_size, min_size, warn_above, align, atv_disk, hybrid, seed)
 
     def partition(self, i: int, t: Any, disk: DiskSpec) -> PartitionSpec:
@@ -720,6 +725,41 @@ def _type_names(types: type | tuple[type, ...]) -> str:
     if isinstance(types, tuple):
         return " or ".join(names.get(t, t.__name__) for t in types)
     return names.get(types, types.__name__)
+
+
+SEED_MAX = 200  # characters: --seed, a layout's disk.seed and a manifest's seed alike
+EPOCH_MAX = 2**32 - 1  # 2106-02-07: what every filesystem atvdisk writes can date (HFS+ clamps at 2040)
+
+
+class IdentityValueError(ValueError):
+    """A seed or SOURCE_DATE_EPOCH atvdisk does not take (``message`` and ``hint`` for the caller's error)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def check_seed(value: object) -> str:
+    """A seed for every identifier: 1 to SEED_MAX printable characters."""
+    if not isinstance(value, str) or not value or len(value) > SEED_MAX or not value.isprintable():
+        raise IdentityValueError(
+            f"a seed is 1 to {SEED_MAX} printable characters, not {value!r}"[:300],
+            hint="e.g. shop-2024-001; leave it out for fresh identifiers on every disk",
+        )
+    return value
+
+
+def check_epoch(value: object) -> int:
+    """SOURCE_DATE_EPOCH: whole seconds since 1970, 0 to EPOCH_MAX (as `date +%s` prints them)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 20:
+            raise IdentityValueError(f"SOURCE_DATE_EPOCH={value[:40]!r} is not a number of seconds since 1970", hint="unset it or give what `date +%s` prints")
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= EPOCH_MAX:
+        raise IdentityValueError(f"SOURCE_DATE_EPOCH={value!r} is outside 0..{EPOCH_MAX} (1970 to 2106)", hint="unset it or give what `date +%s` prints")
+    return value
 
 
 def seeded_uuid(seed: str, what: str) -> uuid.UUID:
