@@ -38,7 +38,15 @@ from atvdisk.inputs.tree import NodeKind
 from atvdisk.layout import atv
 from atvdisk.layout.plan import Plan, PlannedPartition
 from atvdisk.layout.resolver import resolve
-from atvdisk.layout.schema import FsKind, IdentityValueError, Layout, NameBy, check_epoch, check_seed, parse_layout
+from atvdisk.layout.schema import (
+    FsKind,
+    IdentityValueError,
+    Layout,
+    NameBy,
+    check_epoch,
+    check_seed,
+    parse_layout,
+)
 
 MANIFEST_FORMAT = "atvdisk-manifest/1"
 MANIFEST_NAME = "atvdisk-manifest.json"

@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atvdisk.errors import LayoutError
-from atvdisk.layout.schema import EPOCH_MAX, SEED_MAX, IdentityValueError, check_epoch, check_seed, parse_layout
+from atvdisk.layout.schema import (
+    EPOCH_MAX,
+    SEED_MAX,
+    IdentityValueError,
+    check_epoch,
+    check_seed,
+    parse_layout,
+)
 
 
 def atvdisk(*args, env=None, cwd=None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -24,6 +23,7 @@ from atvdisk.cli.common import (
     seed_option,
 )
 from atvdisk.cli.console import Writing
+from atvdisk.cli.text import printable
 from atvdisk.errors import (
     AtvdiskError,
     BuildError,
@@ -43,7 +43,13 @@ from atvdisk.inputs.sample import write_sample
 from atvdisk.layout import atv
 from atvdisk.layout.plan import Plan
 from atvdisk.layout.resolver import resolve
-from atvdisk.layout.schema import IdentityValueError, Layout, NameBy, check_epoch, load_layout
+from atvdisk.layout.schema import (
+    IdentityValueError,
+    Layout,
+    NameBy,
+    check_epoch,
+    load_layout,
+)
 from atvdisk.layout.units import Quantity, format_iec, format_parted
 from atvdisk.progress import Progress
 from atvdisk.target import checks as targets
@@ -454,7 +460,7 @@ def _show_warnings(console: Console, prepared: Prepared) -> None:
 
 def _print_dry_run(console: Console, prepared: Prepared, target: str, kind: TargetKind, as_json: bool) -> None:
     if as_json:
-        console.out(json.dumps(_summary(prepared, target, None, None, dry_run=True), indent=2, ensure_ascii=False))
+        console.out_json(_summary(prepared, target, None, None, dry_run=True), indent=2)
         return
     console.out(prepared.plan.render())
     if prepared.bootplist is not None:
@@ -501,7 +507,7 @@ def _summary(prepared: Prepared, target: str, result: BuildResult | None, report
 
 def _print_result(console: Console, result: BuildResult, as_json: bool) -> None:
     if as_json:
-        console.out(json.dumps(_summary(result.prepared, result.target, result, result.report, dry_run=False), indent=2, ensure_ascii=False))
+        console.out_json(_summary(result.prepared, result.target, result, result.report, dry_run=False), indent=2)
         return
     plan = result.prepared.plan
     verified = f", verified ({len(result.report.checked)} checks)" if result.report else ", not verified (--no-verify)"
@@ -566,12 +572,12 @@ def verify_cmd(ctx: click.Context, target: str, layout_name: str, seed: str | No
             report = verify(target, prepared.plan, prepared.contents, complete=complete, workdir=workdir, plist=prepared.plist_expectation)
             report.unchecked.extend(unchecked)
     if as_json:
-        console.out(json.dumps({"format": "atvdisk-verify/1", "target": target, "manifest": found is not None, "checked": report.checked, "mismatches": report.mismatches, "unchecked": report.unchecked}, indent=2, ensure_ascii=False))
+        console.out_json({"format": "atvdisk-verify/1", "target": target, "manifest": found is not None, "checked": report.checked, "mismatches": report.mismatches, "unchecked": report.unchecked}, indent=2)
     else:
         for line in report.checked:
-            console.info(f"ok: {line}")
+            console.info(f"ok: {printable(line, one_line=True)}")
         for line in report.unchecked:
-            console.info(f"not checked: {line}")
+            console.info(f"not checked: {printable(line, one_line=True)}")
     if report.mismatches:
         raise VerifyError(report.mismatches)
     if not as_json:

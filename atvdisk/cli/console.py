@@ -27,10 +27,10 @@ from typing import TextIO
 
 import click
 
+from atvdisk.cli.text import json_text, printable
 from atvdisk.progress import Progress
 
 QUIET, NORMAL, VERBOSE, DEBUG = -1, 0, 1, 2
-
 
 def _isatty(stream: TextIO) -> bool:
     try:
@@ -94,41 +94,46 @@ class Console:
     # -- what commands print -------------------------------------------------------------------
 
     def out(self, text: str = "") -> None:
-        """A result (a table, JSON): always printed, on stdout."""
-        self._emit(self.stdout, text)
+        """A result (a table): always printed, on stdout."""
+        self._emit(self.stdout, printable(text))
+
+    def out_json(self, document: object, **dumps: object) -> None:
+        """A JSON result, always printed, on stdout (see :func:`json_text`)."""
+        self._emit(self.stdout, json_text(document, **dumps))
 
     def result(self, text: str) -> None:
         """The one-line result of a command: on stdout, also with -q (not with --json)."""
         if not self.json:
-            self._emit(self.stdout, text)
+            self._emit(self.stdout, printable(text))
 
     def info(self, text: str) -> None:
         if self.verbosity >= NORMAL:
-            self._emit(self.stderr, text)
+            self._emit(self.stderr, printable(text))
 
     def detail(self, text: str) -> None:
         """Steps' details and the commands run: -v."""
         if self.verbosity >= VERBOSE:
-            self._emit(self.stderr, text)
+            self._emit(self.stderr, printable(text))
 
     def output(self, text: str) -> None:
         """The commands' own output: -vv."""
         if self.verbosity >= DEBUG:
-            self._emit(self.stderr, text)
+            self._emit(self.stderr, printable(text))
 
     def warn(self, text: str) -> None:
         """Something the user should know; shown at every verbosity."""
-        self._emit(self.stderr, self.style("warning: ", fg="yellow", bold=True) + text)
+        self._emit(self.stderr, self.style("warning: ", fg="yellow", bold=True) + printable(text))
 
     def note(self, text: str) -> None:
-        self.info(self.style("note: ", bold=True) + text)
+        if self.verbosity >= NORMAL:
+            self._emit(self.stderr, self.style("note: ", bold=True) + printable(text))
 
     def error(self, message: str, hint: str | None = None, *, prefix: str = "error", more: list[str] | None = None) -> None:
         """``atvdisk: error: MESSAGE`` and ``  hint: ...`` (the one error style)."""
-        lines = [self.style(f"atvdisk: {prefix}: ", fg="red", bold=True) + message]
-        lines += [f"  {line}" for line in more or []]
+        lines = [self.style(f"atvdisk: {prefix}: ", fg="red", bold=True) + printable(message)]
+        lines += [f"  {printable(line)}" for line in more or []]
         if hint:
-            lines.append(self.style("  hint: ", bold=True) + hint)
+            lines.append(self.style("  hint: ", bold=True) + printable(hint))
         self._emit(self.stderr, "\n".join(lines))
 
     def ask(self, question: str, *, stdin: TextIO | None = None) -> str | None:
@@ -139,7 +144,7 @@ class Console:
             display = self._display
             pause = display.paused() if display is not None else _nothing()
             with pause:
-                self.stderr.write(self.style(question, bold=True) + " ")
+                self.stderr.write(self.style(printable(question), bold=True) + " ")
                 self.stderr.flush()
                 answer = stdin.readline()
                 if not answer:

@@ -37,7 +37,6 @@ JSON (``--json``), format ``atvdisk-devices/1``; keys are stable::
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -150,7 +149,7 @@ def devices_cmd(console: Any, as_json: bool, layout_name: str) -> None:
             "layout": layout_name,
             "devices": [entry for _, entry in assessed],
         }
-        console.out(json.dumps(document, indent=2))
+        console.out_json(document, indent=2)
         return
     if not assessed:
         console.out("no disks found (lsblk lists none)")

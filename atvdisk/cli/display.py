@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from atvdisk.cli.text import printable
 from atvdisk.layout.units import format_iec
 from atvdisk.progress import Progress, Snapshot, StepRecord
 
@@ -38,6 +39,11 @@ def format_duration(seconds: float) -> str:
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02}:{s:02}" if h else f"{m}:{s:02}"
+
+
+def _shown(record: StepRecord) -> str:
+    """A step's description as it may reach the terminal (it can name files from the inputs)."""
+    return printable(record.description, one_line=True)
 
 
 def step_label(progress: Progress, record: StepRecord) -> str:
@@ -103,7 +109,7 @@ class LiveDisplay:
 
     def finished(self, progress: Progress, record: StepRecord) -> None:
         if record.ok:
-            self.write(f"{step_label(progress, record)} {record.description} ({record.seconds:.1f} s)")
+            self.write(f"{step_label(progress, record)} {_shown(record)} ({record.seconds:.1f} s)")
 
     # -- drawing -------------------------------------------------------------------------------
 
@@ -168,7 +174,7 @@ class LiveDisplay:
         running = sorted(snap.running, key=lambda r: r.number)
         out = []
         for r in running[: self.MAX_RUNNING if self.ansi else 1]:
-            out.append(_fit(f"{spin} {step_label(self.progress, r)} {r.description}", _step_state(r, now), width))
+            out.append(_fit(f"{spin} {step_label(self.progress, r)} {_shown(r)}", _step_state(r, now), width))
         if len(running) > self.MAX_RUNNING and self.ansi:
             out.append(_fit(f"  ... and {len(running) - self.MAX_RUNNING} more steps", "", width))
         summary = job_summary(snap)
@@ -240,7 +246,7 @@ class PlainDisplay:
 
     def started(self, progress: Progress, record: StepRecord) -> None:
         self._last = self.clock()
-        self.write(f"{step_label(progress, record)} {record.description}")
+        self.write(f"{step_label(progress, record)} {_shown(record)}")
 
     def advanced(self, progress: Progress, record: StepRecord) -> None:
         now = self.clock()
@@ -255,7 +261,7 @@ class PlainDisplay:
         snap = progress.snapshot()
         pct = f", job {100 * snap.fraction:.0f}% done" if snap.fraction is not None else ""
         latest = progress.records[-1] is record
-        what = "" if latest else f": {record.description}"
+        what = "" if latest else f": {_shown(record)}"
         self.write(f"{step_label(progress, record)} done in {record.seconds:.1f} s{pct}{what}")
 
     def start(self) -> None:

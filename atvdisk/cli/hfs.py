@@ -19,7 +19,6 @@ Entries come parents first, in catalog order.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 from contextlib import ExitStack
@@ -27,6 +26,7 @@ from dataclasses import replace
 
 import click
 
+from atvdisk.cli.text import printable
 from atvdisk.errors import TargetRefused, UsageError
 from atvdisk.fs.hfsplus.layout import VolumeOptions, plan_volume
 from atvdisk.fs.hfsplus.reader import HfsVolume
@@ -257,7 +257,7 @@ def lshfs(console, image: str, offset_text: str, size_text: str | None, as_json:
                     for e, digest in rows
                 ],
             }
-            console.out(json.dumps(doc, indent=2, ensure_ascii=False))
+            console.out_json(doc, indent=2)
             return
         flags = [vol.signature, "journaled" if vol.journaled else "not journaled",
                  "clean" if vol.clean else "NOT CLEAN",
@@ -272,5 +272,5 @@ def lshfs(console, image: str, offset_text: str, size_text: str | None, as_json:
         for e, digest in rows:
             mode = stat.filemode(e.mode)
             owner = f"{e.uid}:{e.gid}"
-            path = e.path_nfc + (f" -> {e.link_target}" if e.link_target is not None else "")
+            path = printable(e.path_nfc, one_line=True) + (f" -> {printable(e.link_target, one_line=True)}" if e.link_target is not None else "")
             console.out(f"{_type_char(e.kind)} {mode} {owner:>11} {e.size:>12} {digest or '-':64} {path}")

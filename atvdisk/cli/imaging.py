@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import tempfile
@@ -67,10 +66,10 @@ def extract_cmd(console: Console, source: str, output: str | None, number: int |
     with described as src:
         reports = extract(src, number=number, every=every, output=output, out_dir=out_dir, force=force)
     if as_json:
-        console.out(json.dumps({"format": "atvdisk-extract/1", "source": source, "volumes": [
+        console.out_json({"format": "atvdisk-extract/1", "source": source, "volumes": [
             {"partition": r.partition.number, "partition_name": r.partition.name, "role": str(r.partition.role), "volume_name": r.volume_name,
              "output": r.output, "sha256": r.sha256, "files": r.files, "directories": r.dirs, "symlinks": r.symlinks, "data_bytes": r.data_bytes,
-             "boot_efi_size": r.boot_efi_size, "kernel_flags": r.kernel_flags, "warnings": r.warnings} for r in reports]}, indent=2, ensure_ascii=False))
+             "boot_efi_size": r.boot_efi_size, "kernel_flags": r.kernel_flags, "warnings": r.warnings} for r in reports]}, indent=2)
     for r in reports:
         for w in r.warnings:
             console.warn(w)
@@ -145,7 +144,7 @@ def _write(console: Console, info: ImageInfo, target: str, size: Quantity | None
             console.warn(w)
         if dry_run:
             if as_json:
-                console.out(json.dumps(_write_summary(plan, target, None, None, dry_run=True), indent=2, ensure_ascii=False))
+                console.out_json(_write_summary(plan, target, None, None, dry_run=True), indent=2)
                 return
             for line in plan.describe():
                 console.out(line)
@@ -174,7 +173,7 @@ def _write(console: Console, info: ImageInfo, target: str, size: Quantity | None
                     console.writing = None
         seconds = time.monotonic() - start
     if as_json:
-        console.out(json.dumps(_write_summary(plan, target, result, checks, dry_run=False, seconds=seconds), indent=2, ensure_ascii=False))
+        console.out_json(_write_summary(plan, target, result, checks, dry_run=False, seconds=seconds), indent=2)
         return
     verified = f", verified ({len(checks)} checks, read back from the disk)" if checks is not None else ", not verified (--no-verify)"
     console.result(f"Wrote {info.path} to {target}: {format_iec(result.bytes_written)} written ({format_iec(result.zeroed)} of them zeros) in {seconds:.1f} s{verified}.")
@@ -248,9 +247,9 @@ def backup_cmd(console: Console, source: str, output: str, force: bool, as_json:
     for w in report.warnings:
         console.warn(w)
     if as_json:
-        console.out(json.dumps({"format": "atvdisk-backup/1", "source": source, "output": output, "disk_bytes": report.disk_bytes,
+        console.out_json({"format": "atvdisk-backup/1", "source": source, "output": output, "disk_bytes": report.disk_bytes,
                                 "bytes_read": report.read, "bytes_stored": report.stored, "seconds": round(seconds, 3),
-                                "partitions": [{"number": p.number, "name": p.name, "fs": p.kind.value, "bytes": p.size, "kept": p.kept, "whole": p.whole} for p in report.partitions]}, indent=2))
+                                "partitions": [{"number": p.number, "name": p.name, "fs": p.kind.value, "bytes": p.size, "kept": p.kept, "whole": p.whole} for p in report.partitions]}, indent=2)
         return
     for p in report.partitions:
         console.info(f"partition {p.number} ({p.name}, {p.kind}): {format_iec(p.kept)} of {format_iec(p.size)} in use" + (" (kept whole)" if p.whole else ""))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import shlex
 import signal
@@ -168,7 +167,7 @@ def report(console: Console, e: BaseException) -> int:
     console.error(message, hint, prefix=prefix, more=more)
     if console.json:
         document = {"format": "atvdisk-error/1", "exit_code": code, "error": _kind(e), "message": message, "hint": hint, **extra}
-        console.out(json.dumps(document, indent=2, ensure_ascii=False))
+        console.out_json(document, indent=2)
     return code
 
 
