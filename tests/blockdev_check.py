@@ -59,3 +59,34 @@ def filled_loop_device(tmp_path: Path, size: int, *, seed: int = 0) -> Iterator[
         yield dev
     finally:
         subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+def opened_for_writing(trace: str | os.PathLike[str], device: str | os.PathLike[str]) -> list[str]:
+    """The opens in an ``strace -f -e trace=open,openat,openat2,creat`` log that asked to write
+    to ``device`` or one of its partitions (whatever path named it: /dev/..., a by-id link, a
+    /proc/self/fd alias), judged by the device numbers of what the path names now."""
+    rdev = os.stat(device).st_rdev
+    sysfs = f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}"
+    family = {rdev}
+    for part in Path(sysfs).glob("*/partition"):  # the disk's partitions, as the kernel has them now
+        major, minor = part.with_name("dev").read_text().split(":")
+        family.add(os.makedev(int(major), int(minor)))
+    found = []
+    for line in Path(trace).read_text(errors="replace").splitlines():
+        if not any(f"{call}(" in line for call in ("open", "openat", "openat2", "creat")):
+            continue
+        start = line.find('"')
+        end = line.find('"', start + 1)
+        if start < 0 or end < 0:
+            continue
+        path = line[start + 1 : end]
+        flags = line[end + 1 :]
+        if "creat(" not in line and "O_WRONLY" not in flags and "O_RDWR" not in flags:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_rdev in family and not os.path.isfile(path):
+            found.append(line.strip())
+    return found

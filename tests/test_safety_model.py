@@ -18,6 +18,7 @@ Disks are loop devices (root; CI is root). Device contents are compared with O_D
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from blockdev_check import device_digest
+from blockdev_check import device_digest, opened_for_writing
 from hfsplus.judges import listing_pyfshfs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,29 @@ def atvdisk(*args, input: str | None = None, env: dict | None = None, timeout: i
         capture_output=True, text=True, cwd=ROOT, input=input, timeout=timeout,
         env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH, **(env or {})},
     )  # fmt: skip
+
+
+def traced(tmp_path: Path, *args, **kw) -> tuple[subprocess.CompletedProcess, Path]:
+    """atvdisk under strace (every process it starts too): the result and the trace's path."""
+    trace = tmp_path / f"strace-{uuid.uuid4().hex[:6]}.log"
+    r = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=open,openat,openat2,creat", "-o", str(trace), sys.executable, "-m", "atvdisk", *map(str, args)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH, **kw.get("env", {})}, input=kw.get("input"),
+    )  # fmt: skip
+    assert trace.stat().st_size > 0, r.stderr  # strace saw the opens (an empty log would prove nothing)
+    return r, trace
+
+
+@contextlib.contextmanager
+def frozen(mountpoint: Path):
+    """The filesystem at ``mountpoint`` frozen (fsfreeze): nothing it holds reaches its device
+    meanwhile, so the device's digest can only change if someone else writes to it."""
+    subprocess.run(["sync", "-f", str(mountpoint)], check=True)
+    subprocess.run(["fsfreeze", "-f", str(mountpoint)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["fsfreeze", "-u", str(mountpoint)], check=True)
 
 
 def clean(r: subprocess.CompletedProcess) -> None:
@@ -114,13 +138,16 @@ def test_too_small_disk_is_3_and_untouched(loop, dry_run):
 
 @pytest.mark.root
 @needs_root
-def test_dry_run_on_the_system_disk_would_be_refused():
+def test_dry_run_on_the_system_disk_would_be_refused(tmp_path):
+    """The running system's disk cannot be hashed (it changes under us): strace shows that no
+    process atvdisk ran opened it, or a partition of it, for writing."""
     disk = system_disk()
-    r = atvdisk("build", disk, "--example", "--dry-run")
+    r, trace = traced(tmp_path, "build", disk, "--example", "--dry-run")
     clean(r)
     assert r.returncode == 3, r.stderr  # was 0: the plan was printed
     assert f"would be refused: refusing {disk}" in r.stderr or f"would be refused: refusing /dev/" in r.stderr
     assert "the running system uses" in r.stderr
+    assert opened_for_writing(trace, disk) == []
 
 
 @pytest.mark.root
@@ -132,18 +159,38 @@ def test_dry_run_on_a_mounted_disk_would_be_refused_and_unmounts_nothing(loop, t
     mnt.mkdir()
     subprocess.run(["mount", dev, str(mnt)], check=True)
     try:
-        r = atvdisk("build", dev, "--example", "--dry-run")
-        clean(r)
-        assert r.returncode == 3, r.stderr
-        assert "would be refused" in r.stderr and "mounted" in r.stderr
-        # With --unmount the real run would go on (after the confirmation): so does the dry run,
-        # and it unmounts nothing.
-        r = atvdisk("build", dev, "--example", "--dry-run", "--unmount")
-        clean(r)
-        assert r.returncode == 0, r.stderr
-        assert subprocess.run(["findmnt", "-n", str(mnt)], capture_output=True).returncode == 0
+        with frozen(mnt):
+            before = device_digest(dev)
+            r, trace = traced(tmp_path, "build", dev, "--example", "--dry-run")
+            clean(r)
+            assert r.returncode == 3, r.stderr
+            assert "would be refused" in r.stderr and "mounted" in r.stderr
+            # With --unmount the real run would go on (after the confirmation): so does the dry
+            # run, and it unmounts nothing.
+            r, trace2 = traced(tmp_path, "build", dev, "--example", "--dry-run", "--unmount")
+            clean(r)
+            assert r.returncode == 0, r.stderr
+            assert subprocess.run(["findmnt", "-n", str(mnt)], capture_output=True).returncode == 0
+            assert device_digest(dev) == before
+            assert opened_for_writing(trace, dev) == [] and opened_for_writing(trace2, dev) == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.root
+@needs_root
+def test_the_write_open_oracle_sees_a_write(loop, tmp_path):
+    """The strace judge above is not blind: a process that opens the disk (by another name) or
+    a partition of it for writing is reported; reading it is not."""
+    dev = loop(64 << 20)
+    subprocess.run(["sfdisk", "-q", dev], input="label: gpt\n,32M\n,\n", text=True, check=True, capture_output=True)
+    subprocess.run(["partx", "-a", dev], check=True)
+    link = tmp_path / "another-name"
+    link.symlink_to(dev)
+    for opener, writes in ((f"exec 3<>{link}", True), (f"exec 3>{dev}p2", True), (f"exec 3<{dev}", False), (f"exec 3<{dev}p1", False)):
+        trace = tmp_path / "t.log"
+        subprocess.run(["strace", "-f", "-qq", "-e", "trace=open,openat,openat2,creat", "-o", str(trace), "sh", "-c", opener], check=True)
+        assert bool(opened_for_writing(trace, dev)) is writes, opener
 
 
 # -- /dev paths that do not exist ---------------------------------------------------------------------
@@ -235,11 +282,12 @@ def test_mkhfs_refuses_a_partition_and_says_the_offset(loop):
 
 @pytest.mark.root
 @needs_root
-def test_system_disk_is_refused_by_mkhfs_before_anything():
+def test_system_disk_is_refused_by_mkhfs_before_anything(tmp_path):
     disk = system_disk()
-    r = atvdisk("mkhfs", disk, "--offset", "1M", "--size", "1M", input="")  # no --yes: never past the confirmation
+    r, trace = traced(tmp_path, "mkhfs", disk, "--offset", "1M", "--size", "1M", input="")  # no --yes: never past the confirmation
     clean(r)
     assert r.returncode == 3 and "the running system uses" in r.stderr, r.stderr
+    assert opened_for_writing(trace, disk) == []
 
 
 # -- one atvdisk per disk -------------------------------------------------------------------------------
@@ -419,12 +467,13 @@ def raw_image(tmp_path) -> Path:
 
 @pytest.mark.root
 @needs_root
-def test_write_dry_run_on_the_system_disk_would_be_refused(raw_image):
+def test_write_dry_run_on_the_system_disk_would_be_refused(raw_image, tmp_path):
     disk = system_disk()
-    r = atvdisk("write", raw_image, disk, "--dry-run")
+    r, trace = traced(tmp_path, "write", raw_image, disk, "--dry-run")
     clean(r)
     assert r.returncode == 3, r.stderr
     assert "would be refused: refusing /dev/" in r.stderr and "the running system uses" in r.stderr
+    assert opened_for_writing(trace, disk) == []
 
 
 @pytest.mark.root
@@ -436,10 +485,13 @@ def test_write_dry_run_on_a_mounted_disk_would_be_refused(loop, tmp_path, raw_im
     mnt.mkdir()
     subprocess.run(["mount", dev, str(mnt)], check=True)
     try:
-        r = atvdisk("write", raw_image, dev, "--dry-run")
-        clean(r)
-        assert r.returncode == 3, r.stderr
-        assert "would be refused" in r.stderr and "mounted" in r.stderr
+        with frozen(mnt):
+            before = device_digest(dev)
+            r, trace = traced(tmp_path, "write", raw_image, dev, "--dry-run")
+            clean(r)
+            assert r.returncode == 3, r.stderr
+            assert "would be refused" in r.stderr and "mounted" in r.stderr
+            assert device_digest(dev) == before and opened_for_writing(trace, dev) == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
 
