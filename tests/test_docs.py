@@ -60,6 +60,49 @@ def _complete(words: list[str]) -> list[str]:
     return r.stdout.split()
 
 
+def _shell(argv: list[str], script: str) -> str:
+    env = {**os.environ, "PATH": f"{ATVDISK.parent}:{os.environ.get('PATH', '')}"}
+    r = subprocess.run([*argv, script], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and r.stderr == "", (r.returncode, r.stderr)
+    return r.stdout
+
+
+def test_zsh_completion_registers_and_offers_commands_options_and_layouts() -> None:
+    """The README's zsh line in a real zsh with compinit: the script registers itself for
+    atvdisk, and its function, given the words typed, hands zsh the right candidates (zsh's
+    own _describe/compadd only run inside a completion widget, so here they print what they are
+    given; everything else is zsh and atvdisk)."""
+    prelude = (
+        "autoload -U compinit && compinit -u -D\n"
+        'eval "$(_ATVDISK_COMPLETE=zsh_source atvdisk)"\n'
+        'print -r -- "registered: $_comps[atvdisk]"\n'
+        '_describe() { local name=$3; print -rl -- "${(@)${(P)name}%%:*}"; }\n'
+        'compadd() { local name=${@[-1]}; print -rl -- "${(@P)name}"; }\n'
+    )
+
+    def complete(words: list[str]) -> list[str]:
+        out = _shell(["zsh", "-f", "-c"], prelude + f"words=({' '.join(_quote(w) for w in words)}); CURRENT={len(words)}; _atvdisk_completion\n")
+        first, *rest = out.splitlines()
+        assert first == "registered: _atvdisk_completion"
+        return rest
+
+    assert complete(["atvdisk", "b"]) == ["backup", "build"]
+    assert "--openelec" in complete(["atvdisk", "build", "--op"])
+    assert complete(["atvdisk", "build", "--layout", "atv1-f"]) == ["atv1-factory"]
+
+
+def test_fish_completion_offers_commands_options_and_layouts() -> None:
+    """The README's fish line, then fish's own `complete -C` (what fish offers at the prompt)."""
+
+    def complete(line: str) -> list[str]:
+        out = _shell(["fish", "--no-config", "-c"], f"_ATVDISK_COMPLETE=fish_source atvdisk | source; complete -C {_quote(line)}")
+        return [row.split("\t")[0] for row in out.splitlines()]
+
+    assert complete("atvdisk b") == ["backup", "build"]
+    assert "--openelec" in complete("atvdisk build --op")
+    assert complete("atvdisk build --layout atv1-f") == ["atv1-factory"]
+
+
 def _quote(word: str) -> str:
     return "'" + word.replace("'", "'\\''") + "'"
 
