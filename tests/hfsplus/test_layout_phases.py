@@ -234,9 +234,16 @@ def _fake_allocation(files: list[PlannedFile], journaled: bool) -> Allocation:
 @pytest.mark.parametrize("hfsx", [False, True])
 def test_catalog_records_threads_and_order(hfsx: bool) -> None:
     opts, entries, ids, cat = _catalog(_opts(case_sensitive=hfsx, volume_name="Vol"))
-    records = cat.build(_fake_allocation(cat.files, False))
-    assert [len(d) for _, d in records] == [c.size for c in cat.records]
+    built = list(cat.build(_fake_allocation(cat.files, False)))
+    sizes = list(cat.sizes())
+    # the sizes the B-tree is planned with are those of the records written, key for key
+    assert [(k, len(d), r) for k, d, r in built] == sizes
+    records = [(k, d) for k, d, _ in built]
     keys = [HFSPlusCatalogKey.unpack(k) for k, _ in records]
+    # strictly in the catalog's key order (parent ID, then name under the volume's comparison)
+    order = NameOrder(hfsx)
+    sort = [(k.parentID, order.sort_key(k.nodeName.unicode)) for k in keys]
+    assert sort == sorted(sort) and len(set(sort)) == len(sort)
     # keys sorted by parent ID, then name (the thread, with the empty name, first)
     parents = [k.parentID for k in keys]
     assert parents == sorted(parents)
@@ -264,17 +271,18 @@ def test_catalog_records_threads_and_order(hfsx: bool) -> None:
             assert f.dataFork.logicalSize == e.size
             assert f.dataFork.totalBlocks == (2 if e.size else 0)
     # folder threads keep TSK's 520 bytes of room after their key; file threads need none
-    for c in cat.records:
-        if c.room:  # The Sleuth Kit 4.15 reads sizeof(hfs_thread) = 520 bytes after the key
-            assert c.room == len(c.key) + 520 == len(c.key) + TSK_THREAD_ROOM
-    assert sum(1 for c in cat.records if c.room) == 1 + sum(1 for e in entries[1:] if e.kind is Kind.DIR)
+    for key, data, room in built:
+        if room:  # The Sleuth Kit 4.15 reads sizeof(hfs_thread) = 520 bytes after the key
+            assert room == len(key) + 520 == len(key) + TSK_THREAD_ROOM
+            assert HFSPlusCatalogThread.unpack(data).recordType == kHFSPlusFolderThreadRecord
+    assert sum(1 for *_, r in built if r) == 1 + sum(1 for e in entries[1:] if e.kind is Kind.DIR)
     assert (cat.file_count, cat.folder_count) == (3, 2)
     assert [f.path for f in cat.files] == [e.path for e in entries if e.kind is not Kind.DIR]
 
 
 def test_catalog_journal_files() -> None:
     opts, entries, ids, cat = _catalog(_opts(journaled=True))
-    records = dict(cat.build(_fake_allocation(cat.files, True)))
+    records = {k: d for k, d, _ in cat.build(_fake_allocation(cat.files, True))}
     assert (cat.file_count, cat.folder_count) == (5, 2)  # the journal's two files count
     jkey = HFSPlusCatalogKey.unpack(next(k for k in records if encode_component(".journal") in k))
     assert jkey.parentID == kHFSRootFolderID
@@ -316,8 +324,8 @@ def test_data_needs_fragments_and_overflow_records() -> None:
 
 def test_btrees_generous_and_tight() -> None:
     opts, _entries, _ids, cat = _catalog(_opts())
-    generous = plan_btrees(opts, 32 * MIB, cat.sizes(), cat.room(), 0, generous=True)
-    tight = plan_btrees(opts, 32 * MIB, cat.sizes(), cat.room(), 0, generous=False)
+    generous = plan_btrees(opts, 32 * MIB, cat.sizes(), 0, generous=True)
+    tight = plan_btrees(opts, 32 * MIB, cat.sizes(), 0, generous=False)
     # newfs_hfs: 0.8 % of a small volume, in whole nodes and blocks
     assert generous.catalog.file_size == generous.extents.file_size == 32 * MIB * 4 // 512
     assert generous.attributes is not None and generous.attributes.file_size == 32 * MIB * 4 // 512
@@ -329,14 +337,14 @@ def test_btrees_generous_and_tight() -> None:
     assert generous.extents.header_record().keyCompareType == generous.attributes.header_record().keyCompareType == 0
     assert generous.blocks(4096) == 3 * 32 * MIB * 4 // 512 // 4096
     hfsx = resolve_options(_opts(case_sensitive=True, attributes_file=False), 32 * MIB)
-    plans = plan_btrees(hfsx, 32 * MIB, cat.sizes(), cat.room(), 3, generous=False)
+    plans = plan_btrees(hfsx, 32 * MIB, cat.sizes(), 3, generous=False)
     assert plans.attributes is None and plans.catalog.spec.key_compare_type == kHFSBinaryCompare
     assert plans.extents.leaf_records == 3
 
 
 def test_btrees_catalog_min_size() -> None:
     opts, _entries, _ids, cat = _catalog(_opts(catalog_min_size=3 * MIB))
-    plans = plan_btrees(opts, 32 * MIB, cat.sizes(), cat.room(), 0, generous=True)
+    plans = plan_btrees(opts, 32 * MIB, cat.sizes(), 0, generous=True)
     assert plans.catalog.file_size == 3 * MIB
 
 
@@ -396,7 +404,7 @@ def _allocate(opts: VolumeOptions, files: list[PlannedFile], size: int = 32 * MI
     opts = resolve_options(opts, size)
     geometry = Geometry.of(size, opts.block_size)
     needs = data_needs(files, opts.block_size, opts.fragment_blocks)
-    trees = plan_btrees(opts, size, [], [], needs.overflow_records, generous=False)
+    trees = plan_btrees(opts, size, [], needs.overflow_records, generous=False)
     return geometry, allocate(geometry, opts, trees, files, needs)
 
 
@@ -493,7 +501,7 @@ def test_records_carry_every_date_and_the_file_fields() -> None:
     t.add_file("d/f", BytesSource(b"x" * 5000), mode=0o640, uid=9, gid=10, **times)
     t.add_symlink("d/l", "f", uid=11, gid=12, **times)
     opts, entries, ids, cat = _catalog(_opts(), t)
-    records = {HFSPlusCatalogKey.unpack(k).nodeName.unicode: d for k, d in cat.build(_fake_allocation(cat.files, False))}
+    records = {HFSPlusCatalogKey.unpack(k).nodeName.unicode: d for k, d, _ in cat.build(_fake_allocation(cat.files, False))}
     dates = tuple(unix_to_hfs(times[k]) for k in ("crtime", "mtime", "ctime", "atime"))
     d = HFSPlusCatalogFolder.unpack(records[encode_component("d")])
     assert (d.createDate, d.contentModDate, d.attributeModDate, d.accessDate, d.backupDate) == (*dates, 0)
@@ -520,7 +528,7 @@ def test_files_without_times_take_the_volume_time_or_their_mtime() -> None:
     t.add_file("m", BytesSource(b""), mtime=1_000_000_000)
     t.add_dir("dm", mtime=1_000_000_000)
     _opts_, _entries, _ids, cat = _catalog(_opts(), t)
-    records = {HFSPlusCatalogKey.unpack(k).nodeName.unicode: d for k, d in cat.build(_fake_allocation(cat.files, False))}
+    records = {HFSPlusCatalogKey.unpack(k).nodeName.unicode: d for k, d, _ in cat.build(_fake_allocation(cat.files, False))}
     plain = HFSPlusCatalogFile.unpack(records[encode_component("plain")])
     assert {plain.createDate, plain.contentModDate, plain.attributeModDate, plain.accessDate} == {unix_to_hfs(T)}
     for name in ("m", "dm"):

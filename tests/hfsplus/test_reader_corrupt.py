@@ -129,7 +129,7 @@ def test_specific_corruptions(volume, tmp_path: Path) -> None:
     frag = next(f for f in lay.files if f.path == "frag")
     from atvdisk.fs.hfsplus.records import HFSPlusCatalogFile, HFSPlusCatalogKey
 
-    for key, data in lay.catalog_records:
+    for key, data, _room in lay.catalog_records():
         if HFSPlusCatalogKey.unpack(key).nodeName.unicode == "frag".encode("utf-16-be"):
             rec = HFSPlusCatalogFile.unpack(data)
             assert rec.fileID == frag.cnid

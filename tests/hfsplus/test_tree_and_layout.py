@@ -208,7 +208,7 @@ def test_layout_facts() -> None:
     )
     assert vh.encodingsBitmap == 1
     # file record exactly as the dataclass packs it, with the expected fields
-    recs = {HFSPlusCatalogKey.unpack(k).nodeName.unicode.decode("utf-16-be"): d for k, d in lay.catalog_records}
+    recs = {HFSPlusCatalogKey.unpack(k).nodeName.unicode.decode("utf-16-be"): d for k, d, _r in lay.catalog_records()}
     f = HFSPlusCatalogFile.unpack(recs["f"])
     assert f.pack() == recs["f"]
     assert f.permissions.fileMode == 0o100640 and (f.permissions.ownerID, f.permissions.groupID) == (0, 0)

@@ -10,7 +10,9 @@ A B-tree file (TN1150 "B-Trees") is laid out here as::
 
 :func:`plan_btree` is pure arithmetic on record sizes and first keys: it returns the node
 counts the layout needs before anything is written. :func:`build_nodes` yields the node images
-for the same records, packed identically. Records are ``(key, data)`` byte strings, ``key``
+for the same records, packed identically. Their ``_stream`` forms take the records as one
+iterator of ``(key, data or size, room)`` and keep only one leaf's records and each leaf's first
+key (the catalog of a volume with 100,000 files is never in memory whole). Records are ``(key, data)`` byte strings, ``key``
 including its 16-bit keyLength; the caller sorts them. Leaves are filled greedily; each index
 record holds its child's first key (variable length when ``kBTVariableIndexKeysMask`` is set,
 else padded to ``maxKeyLength``) and the child's node number.
@@ -23,7 +25,7 @@ ascending, even and inside the node, key lengths inside their records) and raise
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from atvdisk.fs.hfsplus.errors import HfsCorruptError
@@ -178,24 +180,54 @@ def _pack_greedy(
     return groups
 
 
-def _levels(
-    leaf_sizes: Sequence[int],
-    first_key_of: Callable[[int], bytes],
-    spec: BTreeSpec,
-    room: Sequence[int] | None = None,
+def _index_levels(
+    keys: list[bytes], spec: BTreeSpec
 ) -> list[tuple[list[tuple[int, int]], list[bytes]]]:
-    """Pack leaves then index levels. Each level: (groups, first keys of its nodes)."""
+    """The index levels above leaves whose first keys are ``keys``: each level (groups of the
+    level below's nodes, first keys of its nodes), up to the root."""
     levels = []
-    groups = _pack_greedy(leaf_sizes, spec.node_size, room)
-    keys = [first_key_of(g[0]) for g in groups]
-    levels.append((groups, keys))
-    while len(groups) > 1:
+    while len(keys) > 1:
         idx_keys = [_index_key(k, spec) for k in keys]
         sizes = [len(k) + 4 for k in idx_keys]
         groups = _pack_greedy(sizes, spec.node_size)
         keys = [keys[g[0]] for g in groups]
         levels.append((groups, keys))
     return levels
+
+
+def _leaves(
+    records: Iterable[tuple[bytes, bytes | int, int]], node_size: int
+) -> Iterator[list[tuple[bytes, bytes | int]]]:
+    """Fill leaf nodes greedily from ``(key, data or data size, room)`` records, yielding each
+    node's records as soon as it is full (the same packing as :func:`_pack_greedy`), so that a
+    catalog of any size is packed with one node's records in memory."""
+    group: list[tuple[bytes, bytes | int]] = []
+    used = DESC + 2  # descriptor + the free-space offset
+    data_end = DESC  # where the next record would start
+    for key, data, need in records:
+        size = len(key) + (data if isinstance(data, int) else len(data))
+        if size % 2:
+            raise ValueError("B-tree records must have an even size")
+        if DESC + 2 + size + 2 > node_size or DESC + need > node_size:
+            raise ValueError(f"a record of {size} bytes does not fit a {node_size}-byte node")
+        if used + size + 2 > node_size or data_end + need > node_size:
+            yield group
+            group = []
+            used = DESC + 2
+            data_end = DESC
+        group.append((key, data))
+        used += size + 2
+        data_end += size
+    if group:
+        yield group
+
+
+def _with_room(
+    records: Iterable[tuple[bytes, bytes]] | Iterable[tuple[bytes, int]], room: Iterable[int] | None
+) -> Iterator[tuple[bytes, bytes | int, int]]:
+    if room is None:
+        return ((k, d, 0) for k, d in records)
+    return ((k, d, r) for (k, d), r in zip(records, room, strict=True))
 
 
 def plan_btree(
@@ -215,11 +247,33 @@ def plan_btree(
     (a reader-compatibility rule: The Sleuth Kit 4.15 reads a fixed-size 520-byte thread record
     after the key of every folder thread). Pass the same ``room`` to :func:`build_nodes`.
     """
-    sizes = [len(k) + (d if isinstance(d, int) else len(d)) for k, d in records]
+    return plan_btree_stream(
+        _with_room(records, room),
+        spec,
+        min_total_nodes=min_total_nodes,
+        node_multiple=node_multiple,
+        clump_size=clump_size,
+    )
+
+
+def plan_btree_stream(
+    records: Iterable[tuple[bytes, bytes | int, int]],
+    spec: BTreeSpec,
+    *,
+    min_total_nodes: int = 1,
+    node_multiple: int = 1,
+    clump_size: int = 0,
+) -> BTreePlan:
+    """:func:`plan_btree` for records given as one stream of ``(key, data or data size,
+    room)``, sorted: only each leaf's first key is kept (the index levels need nothing else)."""
+    count = 0
+    first_keys: list[bytes] = []
+    for group in _leaves(records, spec.node_size):
+        first_keys.append(group[0][0])
+        count += len(group)
     level_nodes: tuple[int, ...] = ()
-    if records:
-        levels = _levels(sizes, lambda i: records[i][0], spec, room)
-        level_nodes = tuple(len(g) for g, _ in levels)
+    if first_keys:
+        level_nodes = (len(first_keys),) + tuple(len(g) for g, _ in _index_levels(first_keys, spec))
     used = 1 + sum(level_nodes)
     total = max(min_total_nodes, used)
     while True:
@@ -228,7 +282,7 @@ def plan_btree(
         if used + m <= total:
             break
         total = used + m
-    return BTreePlan(spec, len(records), level_nodes, map_nodes_needed(total, spec.node_size), total, clump_size)
+    return BTreePlan(spec, count, level_nodes, map_nodes_needed(total, spec.node_size), total, clump_size)
 
 
 def _node(
@@ -281,43 +335,54 @@ def map_node_images(plan: BTreePlan) -> list[bytes]:
 
 
 def build_nodes(
-    plan: BTreePlan, records: Sequence[tuple[bytes, bytes]], room: Sequence[int] | None = None
+    plan: BTreePlan, records: Iterable[tuple[bytes, bytes]], room: Iterable[int] | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """Yield ``(node_number, image)`` for every non-free node of ``plan``, in node order.
 
     ``records`` (and ``room``) must be what ``plan`` was made from, with the data.
     """
+    return build_nodes_stream(plan, _with_room(records, room))
+
+
+def build_nodes_stream(plan: BTreePlan, records: Iterable[tuple[bytes, bytes, int]]) -> Iterator[tuple[int, bytes]]:
+    """:func:`build_nodes` for records given as one stream of ``(key, data, room)``: each leaf
+    node is yielded as soon as it is full (the records are not kept), then the index nodes from
+    the leaves' first keys, then the map nodes."""
     spec = plan.spec
     ns = spec.node_size
-    if len(records) != plan.leaf_records:
-        raise ValueError("records do not match the plan")
     yield 0, header_node(plan)
-    if records:
-        sizes = [len(k) + len(d) for k, d in records]
-        levels = _levels(sizes, lambda i: records[i][0], spec, room)
-        if tuple(len(g) for g, _ in levels) != plan.level_nodes:
+    n_leaves = plan.level_nodes[0] if plan.level_nodes else 0
+    first_keys: list[bytes] = []
+    count = 0
+    for j, group in enumerate(_leaves(records, ns)):
+        this = 1 + j
+        if this > n_leaves:
             raise ValueError("records do not pack as planned")
-        first_node = 1
-        child_first = 0
-        for height, (groups, _keys) in enumerate(levels, start=1):
-            n = len(groups)
-            for j, (a, b) in enumerate(groups):
-                this = first_node + j
-                flink = this + 1 if j + 1 < n else 0
-                blink = this - 1 if j > 0 else 0
-                if height == 1:
-                    recs = [records[i][0] + records[i][1] for i in range(a, b)]
-                    kind = kBTLeafNode
-                else:
-                    child_keys = levels[height - 2][1]
-                    recs = [
-                        _index_key(child_keys[i], spec) + struct.pack(">I", child_first + i)
-                        for i in range(a, b)
-                    ]
-                    kind = kBTIndexNode
-                yield this, bytes(_node(ns, kind, height, flink, blink, recs))
-            child_first = first_node
-            first_node += n
+        first_keys.append(group[0][0])
+        count += len(group)
+        flink = this + 1 if this < n_leaves else 0
+        blink = this - 1 if j > 0 else 0
+        recs = [k + d for k, d in group]  # type: ignore[operator]
+        yield this, bytes(_node(ns, kBTLeafNode, 1, flink, blink, recs))
+    if count != plan.leaf_records:
+        raise ValueError("records do not match the plan")
+    levels = _index_levels(first_keys, spec)
+    if (len(first_keys),) + tuple(len(g) for g, _ in levels) != plan.level_nodes and first_keys:
+        raise ValueError("records do not pack as planned")
+    first_node = 1 + len(first_keys)
+    child_first = 1
+    child_keys = first_keys
+    for height, (groups, keys) in enumerate(levels, start=2):
+        n = len(groups)
+        for j, (a, b) in enumerate(groups):
+            this = first_node + j
+            flink = this + 1 if j + 1 < n else 0
+            blink = this - 1 if j > 0 else 0
+            recs = [_index_key(child_keys[i], spec) + struct.pack(">I", child_first + i) for i in range(a, b)]
+            yield this, bytes(_node(ns, kBTIndexNode, height, flink, blink, recs))
+        child_first = first_node
+        first_node += n
+        child_keys = keys
     for k, img in enumerate(map_node_images(plan)):
         yield plan.first_map_node + k, img
 

@@ -34,7 +34,8 @@ The phases, each a function named after its TN1150 section and testable alone, i
 2. :func:`assign_cnids` -- catalog node IDs ("Catalog Node IDs");
 3. :func:`check_names` -- name order and duplicate checks ("Catalog File Key", "HFSX");
 4. :func:`plan_catalog` -- folder, file and thread records, with their sizes ("Catalog File
-   Data"; their bytes are built once the forks are placed);
+   Data"): a compact description from which the records are generated in key order, one at a
+   time, to size the catalog and again (with the forks placed) to write it;
 5. :func:`data_needs` -- blocks per file and extents overflow records ("Fork Data Structure");
 6. :func:`fit_btrees` / :func:`plan_btrees` -- B-tree node counts, and the size check ("B-Trees");
 7. :func:`journal_size`, :func:`journal_file_record` -- the journal's size and files ("Journal");
@@ -62,10 +63,11 @@ import os
 import struct
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from atvdisk.fs.hfsplus.btree import BTreePlan, BTreeSpec, plan_btree
+from atvdisk.fs.hfsplus.btree import BTreePlan, BTreeSpec, plan_btree, plan_btree_stream
 from atvdisk.fs.hfsplus.errors import (
     HfsDuplicateNameError,
     HfsNameError,
@@ -215,7 +217,7 @@ class ForkPlacement:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class PlannedFile:
     """A file or symlink with its data placement (allocation-block extents)."""
 
@@ -261,8 +263,8 @@ class VolumeLayout:
     attributes_plan: BTreePlan | None
     catalog_plan: BTreePlan
     extents_records: list[tuple[bytes, bytes]]
-    catalog_records: list[tuple[bytes, bytes]]
-    catalog_room: list[int]
+    catalog_source: CatalogPlan
+    allocated: Allocation
     files: list[PlannedFile]
     used_extents: list[tuple[int, int]]
     header: HFSPlusVolumeHeader
@@ -275,6 +277,10 @@ class VolumeLayout:
     @property
     def used_bytes(self) -> int:
         return (self.total_blocks - self.free_blocks) * self.block_size
+
+    def catalog_records(self) -> Iterator[tuple[bytes, bytes, int]]:
+        """Every catalog leaf record ``(key, data, room)``, in key order, built one at a time."""
+        return self.catalog_source.build(self.allocated)
 
     def externals(self) -> dict[tuple[bytes, ...], PlannedFile]:
         return {f.keys: f for f in self.files if isinstance(f.source, ExternalSource)}
@@ -487,47 +493,208 @@ def _fork(size: int, extents: tuple[tuple[int, int], ...]) -> tuple[HFSPlusForkD
 TSK_THREAD_ROOM = 520
 
 
-@dataclass
-class _Cat:
-    """One catalog record before its data is known: key, sort order, data size, builder.
+# Catalog records are not kept: CatalogPlan holds a compact description of every entry (its
+# name, metadata, parent and, for a folder, its children in catalog order) and generates the
+# records in key order whenever they are needed (to size the B-tree, then to write it), one at
+# a time. Key order (TN1150 "Catalog File Key": parent CNID, then name): the root folder's
+# record (parent kHFSRootParentID), then for every CNID in increasing order its thread record
+# (the empty name sorts first) followed, for a folder, by its children in the volume's name
+# order. CNIDs are given in tree order, so the entries are visited in the order they were
+# numbered.
 
-    ``build(allocation)`` returns the record's data once the blocks are allocated (file records
-    hold their forks' extents, the journal's records its placement)."""
-
-    parent: int
-    order: bytes
-    key: bytes
-    size: int
-    build: Callable[[Allocation], bytes]
-    room: int = 0
+_DIR, _FILE, _SYMLINK = 0, 1, 2
+_KIND_CODE = {Kind.DIR: _DIR, Kind.FILE: _FILE, Kind.SYMLINK: _SYMLINK}
+_JOURNAL, _JOURNAL_INFO = -1, -2  # the journal's two files among the root's children
 
 
-@dataclass
 class CatalogPlan:
-    """The catalog's leaf records in key order, with their sizes (data is built once blocks
-    are allocated), the files whose data needs blocks, and the volume's counts."""
+    """The catalog's records, described compactly (see above), the files whose data needs
+    blocks (in CNID order), and the volume's counts.
 
-    records: list[_Cat]
-    files: list[PlannedFile]
-    file_count: int
-    folder_count: int
-    encodings: set[int]
+    :meth:`sizes` yields ``(key, data size, room)`` of every record in key order (for
+    :func:`~atvdisk.fs.hfsplus.btree.plan_btree_stream`); :meth:`build` yields ``(key, data,
+    room)`` once the blocks are allocated (file records hold their forks' extents, the
+    journal's records its placement). ``room`` is what a record needs up to the end of its node
+    (see :data:`TSK_THREAD_ROOM`)."""
 
-    def sizes(self) -> list[tuple[bytes, int]]:
-        """``(key, data size)`` of every record, for :func:`plan_btree`."""
-        return [(c.key, c.size) for c in self.records]
+    __slots__ = (
+        "names", "kinds", "metas", "encodings_of", "parents", "refs", "first_cnid", "root_children",
+        "vol_key", "journal_names", "journal_ids", "opts", "files", "file_count", "folder_count", "encodings",
+    )  # fmt: skip
 
-    def room(self) -> list[int]:
-        """Bytes each record needs up to the end of its node (see :data:`TSK_THREAD_ROOM`)."""
-        return [c.room for c in self.records]
+    def __init__(
+        self,
+        names: list[bytes],
+        kinds: bytearray,
+        metas: list[Meta],
+        encodings_of: bytearray,
+        parents: array,
+        refs: list,
+        first_cnid: int,
+        root_children: list[int],
+        vol_key: bytes,
+        journal_names: tuple[bytes, bytes],
+        journal_ids: tuple[int, int],
+        opts: VolumeOptions,
+        files: list[PlannedFile],
+        file_count: int,
+        folder_count: int,
+        encodings: set[int],
+    ) -> None:
+        self.names = names  # entry i's stored name (entry 0: the root)
+        self.kinds = kinds  # _DIR, _FILE or _SYMLINK
+        self.metas = metas
+        self.encodings_of = encodings_of  # text encoding hint of each name
+        self.parents = parents  # parent CNID of each entry
+        self.refs = refs  # a folder: its children (entry indexes, catalog order); a file: its PlannedFile
+        self.first_cnid = first_cnid  # CNID of entry 1 (entry i: first_cnid + i - 1)
+        self.root_children = root_children  # with _JOURNAL / _JOURNAL_INFO on a journaled volume
+        self.vol_key = vol_key
+        self.journal_names = journal_names
+        self.journal_ids = journal_ids
+        self.opts = opts
+        self.files = files
+        self.file_count = file_count
+        self.folder_count = folder_count
+        self.encodings = encodings
 
-    def build(self, allocation: Allocation) -> list[tuple[bytes, bytes]]:
-        """Every record's ``(key, data)``, once ``allocation`` has placed the forks."""
-        records = [(c.key, c.build(allocation)) for c in self.records]
-        for (_key, d), c in zip(records, self.records, strict=True):
-            if len(d) != c.size:
-                raise AssertionError("catalog record size mismatch")
-        return records
+    def cnid(self, i: int) -> int:
+        return kHFSRootFolderID if i == 0 else self.first_cnid + i - 1
+
+    def _children(self, i: int) -> Sequence[int]:
+        return self.root_children if i == 0 else self.refs[i]
+
+    def _order(self) -> Iterator[tuple[bool, int]]:
+        """``(is_thread, entry)`` of every record in key order."""
+        yield False, 0  # the root folder: (kHFSRootParentID, volume name)
+        yield True, 0
+        for c in self.root_children:
+            yield False, c
+        if self.opts.journaled:
+            yield True, _JOURNAL
+            yield True, _JOURNAL_INFO
+        kinds = self.kinds
+        refs = self.refs
+        for i in range(1, len(kinds)):
+            yield True, i
+            if kinds[i] == _DIR:
+                for c in refs[i]:
+                    yield False, c
+
+    def _key(self, is_thread: bool, i: int) -> bytes:
+        if i < 0:
+            jcnid, jname = self._journal(i)
+            return _catalog_key(jcnid, b"") if is_thread else _catalog_key(kHFSRootFolderID, jname)
+        if is_thread:
+            return _catalog_key(self.cnid(i), b"")
+        if i == 0:
+            return _catalog_key(kHFSRootParentID, self.vol_key)
+        return _catalog_key(self.parents[i], self.names[i])
+
+    def _journal(self, i: int) -> tuple[int, bytes]:
+        j = 0 if i == _JOURNAL else 1
+        return self.journal_ids[j], self.journal_names[j]
+
+    def sizes(self) -> Iterator[tuple[bytes, int, int]]:
+        """``(key, data size, room)`` of every record, in key order."""
+        kinds = self.kinds
+        names = self.names
+        for is_thread, i in self._order():
+            key = self._key(is_thread, i)
+            if is_thread:
+                name = self._journal(i)[1] if i < 0 else self.vol_key if i == 0 else names[i]
+                folder = i >= 0 and kinds[i] == _DIR
+                yield key, 10 + len(name), len(key) + TSK_THREAD_ROOM if folder else 0
+            elif i >= 0 and kinds[i] == _DIR:
+                yield key, HFSPlusCatalogFolder.SIZE, 0
+            else:
+                yield key, HFSPlusCatalogFile.SIZE, 0
+
+    def build(self, allocation: Allocation) -> Iterator[tuple[bytes, bytes, int]]:
+        """``(key, data, room)`` of every record, in key order, once ``allocation`` has placed
+        the forks."""
+        opts = self.opts
+        hfsx = opts.case_sensitive
+        ct = opts.create_time
+        assert ct is not None
+        kinds = self.kinds
+        names = self.names
+        metas = self.metas
+        refs = self.refs
+        parents = self.parents
+        encs = self.encodings_of
+        for is_thread, i in self._order():
+            key = self._key(is_thread, i)
+            if is_thread:
+                if i < 0:
+                    rtype, parent, name, room = kHFSPlusFileThreadRecord, kHFSRootFolderID, self._journal(i)[1], 0
+                elif i == 0:
+                    rtype, parent, name, room = kHFSPlusFolderThreadRecord, kHFSRootParentID, self.vol_key, TSK_THREAD_ROOM
+                else:
+                    folder = kinds[i] == _DIR
+                    rtype = kHFSPlusFolderThreadRecord if folder else kHFSPlusFileThreadRecord
+                    parent, name, room = parents[i], names[i], TSK_THREAD_ROOM if folder else 0
+                # == HFSPlusCatalogThread(rtype, 0, parent, HFSUniStr255(name)).pack()
+                yield key, _THREAD_HEAD.pack(rtype, 0, parent, len(name) // 2) + name, room and len(key) + room
+                continue
+            if i < 0:
+                if i == _JOURNAL:
+                    assert allocation.journal is not None
+                    j = allocation.journal
+                    size, start, blocks, date_off = j.logical_size, j.start, j.blocks, 1
+                else:
+                    size, start, blocks, date_off = opts.block_size, allocation.journal_info_block, 1, 0
+                cnid = self._journal(i)[0]
+                yield key, journal_file_record(cnid, unix_to_hfs(ct) + date_off, size, start, blocks), 0
+                continue
+            kind = kinds[i]
+            m = metas[i]
+            if kind == _DIR:
+                children = self._children(i)
+                valence = len(children)
+                sub = sum(1 for c in children if c >= 0 and kinds[c] == _DIR)
+                te = kTextEncodingMacUnicode if i == 0 else encs[i]
+                yield key, _folder_record(m, self.cnid(i), valence, sub, te, hfsx, ct), 0
+            else:
+                yield key, _file_record(m, refs[i], kind == _SYMLINK, encs[i], ct), 0
+
+
+def _folder_record(m: Meta, cnid: int, valence: int, sub: int, te: int, hfsx: bool, ct: int) -> bytes:
+    return HFSPlusCatalogFolder(
+        recordType=kHFSPlusFolderRecord,
+        flags=kHFSHasFolderCountMask if hfsx else 0,
+        valence=valence,
+        folderID=cnid,
+        **_dates(m, ct),
+        backupDate=0,
+        permissions=_bsd(m, S_IFDIR),
+        userInfo=FolderInfo(),
+        finderInfo=ExtendedFolderInfo(),
+        textEncoding=te,
+        reserved=sub if hfsx else 0,
+    ).pack()
+
+
+def _file_record(m: Meta, pf: PlannedFile, is_link: bool, te: int, ct: int) -> bytes:
+    # Same bytes as HFSPlusCatalogFile(...).pack() (tests check it), without building a dozen
+    # objects per file: this runs once per file.
+    mt = m.mtime if m.mtime is not None else ct
+    flat: list[int] = []
+    for start, count in pf.extents[:8]:
+        flat += (start, count)
+    flat += _ZEROS16[len(flat) :]
+    return _FILE_RECORD.pack(
+        kHFSPlusFileRecord, kHFSThreadExistsMask, 0, pf.cnid,
+        unix_to_hfs(m.crtime if m.crtime is not None else mt), unix_to_hfs(mt),
+        unix_to_hfs(m.ctime if m.ctime is not None else mt),
+        unix_to_hfs(m.atime if m.atime is not None else mt), 0,
+        m.uid, m.gid, 0, 0, (S_IFLNK if is_link else S_IFREG) | m.mode, 1,
+        kSymLinkFileType if is_link else 0, kSymLinkCreator if is_link else 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0,
+        te, 0,
+        pf.size, 0, pf.blocks, *flat,
+        0, 0, 0, *_ZEROS16,
+    )  # fmt: skip
 
 
 def plan_catalog(
@@ -547,123 +714,62 @@ def plan_catalog(
     "Symbolic Links"). A journaled volume's ``.journal`` and ``.journal_info_block`` are
     invisible, locked files in the root (TN1150 "Journal").
     """
-    hfsx = opts.case_sensitive
-    ct = opts.create_time
-    assert ct is not None
-    order = NameOrder(hfsx)
-    sort_keys = dict(sort_keys)
-    vol_key = volume_key
-    by_keys = {e.keys: e for e in entries}
-    root = entries[0]
+    order = NameOrder(opts.case_sensitive)
     cnid_of = ids.of
-
+    n = len(entries)
+    first_cnid = cnid_of[entries[1].keys] if n > 1 else ids.next_id
+    index: dict[tuple[bytes, ...], int] = {}
+    names: list[bytes] = []
+    kinds = bytearray(n)
+    metas: list[Meta] = []
+    encs = bytearray(n)
+    parents = array("I", bytes(4 * n))
+    refs: list = [None] * n
     files: list[PlannedFile] = []
-    cats: list[_Cat] = []
-    enc_used = {kTextEncodingMacRoman}
+    enc_used = {kTextEncodingMacRoman, kTextEncodingMacUnicode}
     folder_count = file_count = 0
 
-    def add(parent: int, name: bytes, size: int, build: Callable[[Allocation], bytes], room: int = 0) -> None:
-        key = _catalog_key(parent, name)
-        sk = sort_keys.get(name)
-        if sk is None:
-            sk = sort_keys[name] = order.sort_key(name)
-        cats.append(_Cat(parent, sk, key, size, build, room and len(key) + room))
+    def sk(name: bytes) -> bytes:
+        s = sort_keys.get(name)
+        if s is None:
+            s = order.sort_key(name)
+        return s
 
-    def thread(cnid: int, rtype: int, parent: int, name: bytes) -> None:
-        # == HFSPlusCatalogThread(rtype, 0, parent, HFSUniStr255(name)).pack()
-        rec = _THREAD_HEAD.pack(rtype, 0, parent, len(name) // 2) + name
-        room = TSK_THREAD_ROOM if rtype == kHFSPlusFolderThreadRecord else 0
-        add(cnid, b"", len(rec), lambda _a, rec=rec: rec, room)
-
-    # root folder
-    root_children = len(root.child_keys) + (2 if opts.journaled else 0)
-    root_sub = sum(1 for k in root.child_keys if by_keys[(k,)].kind is Kind.DIR)
-
-    def folder_rec(e: TreeEntry, cnid: int, valence: int, sub: int, te: int) -> bytes:
-        return HFSPlusCatalogFolder(
-            recordType=kHFSPlusFolderRecord,
-            flags=kHFSHasFolderCountMask if hfsx else 0,
-            valence=valence,
-            folderID=cnid,
-            **_dates(e.meta, ct),
-            backupDate=0,
-            permissions=_bsd(e.meta, S_IFDIR),
-            userInfo=FolderInfo(),
-            finderInfo=ExtendedFolderInfo(),
-            textEncoding=te,
-            reserved=sub if hfsx else 0,
-        ).pack()
-
-    enc_used.add(kTextEncodingMacUnicode)
-    add(kHFSRootParentID, vol_key, HFSPlusCatalogFolder.SIZE,
-        lambda _a: folder_rec(root, kHFSRootFolderID, root_children, root_sub, kTextEncodingMacUnicode))  # fmt: skip
-    thread(kHFSRootFolderID, kHFSPlusFolderThreadRecord, kHFSRootParentID, vol_key)
-
-    for e in entries[1:]:
-        cnid = cnid_of[e.keys]
-        parent = cnid_of[e.keys[:-1]]
-        name = e.keys[-1]
-        te = text_encoding_hint(e.name)
-        enc_used.add(te)
-        if e.kind is Kind.DIR:
-            folder_count += 1
-            sub = sum(1 for k in e.child_keys if by_keys[e.keys + (k,)].kind is Kind.DIR)
-            add(parent, name, HFSPlusCatalogFolder.SIZE,
-                lambda _a, e=e, c=cnid, v=len(e.child_keys), s=sub, t=te: folder_rec(e, c, v, s, t))  # fmt: skip
-            thread(cnid, kHFSPlusFolderThreadRecord, parent, name)
-        else:
+    for i, e in enumerate(entries):
+        if cnid_of[e.keys] != (first_cnid + i - 1 if i else kHFSRootFolderID):
+            raise AssertionError("CNIDs are not in tree order")
+        index[e.keys] = i
+        names.append(e.keys[-1] if i else volume_key)
+        kinds[i] = _KIND_CODE[e.kind]
+        metas.append(e.meta)
+        if i:
+            parents[i] = cnid_of[e.keys[:-1]]
+            te = text_encoding_hint(e.name)
+            encs[i] = te
+            enc_used.add(te)
+        if e.kind is not Kind.DIR:
             file_count += 1
-            pf = PlannedFile(e.path, e.keys, cnid, e.kind, e.size, e.source, e.target)
+            pf = PlannedFile(e.path, e.keys, first_cnid + i - 1, e.kind, e.size, e.source, e.target)
             files.append(pf)
-
-            def file_rec(_a: Allocation, e: TreeEntry = e, pf: PlannedFile = pf, te: int = te) -> bytes:
-                # Same bytes as HFSPlusCatalogFile(...).pack() (tests check it), without
-                # building a dozen objects per file: this runs once per file.
-                m = e.meta
-                is_link = e.kind is Kind.SYMLINK
-                mt = m.mtime if m.mtime is not None else ct
-                flat: list[int] = []
-                for start, count in pf.extents[:8]:
-                    flat += (start, count)
-                flat += _ZEROS16[len(flat) :]
-                return _FILE_RECORD.pack(
-                    kHFSPlusFileRecord, kHFSThreadExistsMask, 0, pf.cnid,
-                    unix_to_hfs(m.crtime if m.crtime is not None else mt), unix_to_hfs(mt),
-                    unix_to_hfs(m.ctime if m.ctime is not None else mt),
-                    unix_to_hfs(m.atime if m.atime is not None else mt), 0,
-                    m.uid, m.gid, 0, 0, (S_IFLNK if is_link else S_IFREG) | m.mode, 1,
-                    kSymLinkFileType if is_link else 0, kSymLinkCreator if is_link else 0, 0, 0, 0, 0,
-                    0, 0, 0, 0, 0, 0, 0,
-                    te, 0,
-                    pf.size, 0, pf.blocks, *flat,
-                    0, 0, 0, *_ZEROS16,
-                )  # fmt: skip
-
-            add(parent, name, HFSPlusCatalogFile.SIZE, file_rec)
-            thread(cnid, kHFSPlusFileThreadRecord, parent, name)
-
+            refs[i] = pf
+        elif i:
+            folder_count += 1
+    # each folder's children in the volume's name order (their catalog order)
+    for i, e in enumerate(entries):
+        if e.kind is Kind.DIR and i:
+            kids = sorted(e.child_keys, key=sk)
+            refs[i] = array("I", [index[e.keys + (k,)] for k in kids])
+    root = entries[0]
+    jnames = (encode_component(JOURNAL_FILE), encode_component(JOURNAL_INFO_FILE))
+    root_named = [(sk(k), index[(k,)]) for k in root.child_keys]
     if opts.journaled:
         file_count += 2
-        for name, cnid, date_off, which in (
-            (JOURNAL_FILE, ids.journal, 1, "journal"),
-            (JOURNAL_INFO_FILE, ids.journal_info, 0, "jib"),
-        ):
-            key = encode_component(name)
-
-            def jrec(alloc: Allocation, cnid: int = cnid, date_off: int = date_off, which: str = which) -> bytes:
-                if which == "journal":
-                    assert alloc.journal is not None
-                    j = alloc.journal
-                    size, start, blocks = j.logical_size, j.start, j.blocks
-                else:
-                    size, start, blocks = opts.block_size, alloc.journal_info_block, 1
-                return journal_file_record(cnid, unix_to_hfs(ct) + date_off, size, start, blocks)
-
-            add(kHFSRootFolderID, key, HFSPlusCatalogFile.SIZE, jrec)
-            thread(cnid, kHFSPlusFileThreadRecord, kHFSRootFolderID, key)
-
-    cats.sort(key=lambda c: (c.parent, c.order))
-    return CatalogPlan(cats, files, file_count, folder_count, enc_used)
+        root_named += [(sk(jnames[0]), _JOURNAL), (sk(jnames[1]), _JOURNAL_INFO)]
+    root_named.sort()
+    return CatalogPlan(
+        names, kinds, metas, encs, parents, refs, first_cnid, [c for _, c in root_named], volume_key,
+        jnames, (ids.journal, ids.journal_info), opts, files, file_count, folder_count, enc_used,
+    )  # fmt: skip
 
 
 # ============================================================================================
@@ -738,13 +844,12 @@ def btree_specs(opts: VolumeOptions) -> tuple[BTreeSpec, BTreeSpec, BTreeSpec]:
 def plan_btrees(
     opts: VolumeOptions,
     region_size: int,
-    catalog_sizes: Sequence[tuple[bytes, int]],
-    catalog_room: Sequence[int],
+    catalog_records: Iterable[tuple[bytes, int, int]],
     overflow_records: int,
     *,
     generous: bool,
 ) -> BTreePlans:
-    """Node counts of the catalog (its records), extents (``overflow_records`` records, all of
+    """Node counts of the catalog (its records' ``(key, data size, room)`` in key order), extents (``overflow_records`` records, all of
     one size) and attributes (empty) B-trees. ``generous``: each file at least newfs_hfs's
     clump size so the tree can grow (and the catalog at least ``opts.catalog_min_size``);
     otherwise just what the records need. Each file is a whole number of blocks."""
@@ -765,8 +870,8 @@ def plan_btrees(
         (kHFSExtentsFileID, ext_spec.node_size),
         (kHFSAttributesFileID, attr_spec.node_size),
     )}  # fmt: skip
-    cp = plan_btree(
-        catalog_sizes,
+    cp = plan_btree_stream(
+        catalog_records,
         cat_spec,
         min_total_nodes=max(
             mins(kHFSCatalogFileID, cat_spec.node_size),
@@ -774,7 +879,6 @@ def plan_btrees(
         ),
         node_multiple=mult(cat_spec.node_size),
         clump_size=clump[kHFSCatalogFileID],
-        room=catalog_room,
     )
     ep = plan_btree(
         ext_placeholder,
@@ -803,10 +907,9 @@ def fit_btrees(geometry: Geometry, opts: VolumeOptions, region_size: int, catalo
     fixed_blocks = (
         geometry.head + geometry.tail + journal_blocks(opts) + needs.data_blocks + needs.gap_blocks
     )
-    sizes, room = catalog.sizes(), catalog.room()
     fixed = 0
     for generous in (True, False):
-        plans = plan_btrees(opts, region_size, sizes, room, needs.overflow_records, generous=generous)
+        plans = plan_btrees(opts, region_size, catalog.sizes(), needs.overflow_records, generous=generous)
         fixed = fixed_blocks + plans.blocks(bs)
         if fixed + bitmap_blocks(total, bs) <= total:
             return plans
@@ -1040,7 +1143,6 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
     needs = data_needs(catalog.files, opts.block_size, opts.fragment_blocks)
     trees = fit_btrees(geometry, opts, region_size, catalog, needs)
     alloc = allocate(geometry, opts, trees, catalog.files, needs)
-    catalog_records = catalog.build(alloc)
     header = volume_header(opts, geometry, ids, catalog, alloc)
     return VolumeLayout(
         options=opts,
@@ -1059,8 +1161,8 @@ def plan_volume(tree: HfsTree, options: VolumeOptions, region_size: int) -> Volu
         attributes_plan=trees.attributes,
         catalog_plan=trees.catalog,
         extents_records=alloc.extents_records,
-        catalog_records=catalog_records,
-        catalog_room=catalog.room(),
+        catalog_source=catalog,
+        allocated=alloc,
         files=catalog.files,
         used_extents=alloc.used_extents,
         header=header,

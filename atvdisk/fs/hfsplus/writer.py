@@ -28,10 +28,10 @@ from __future__ import annotations
 import bisect
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from atvdisk.fs.hfsplus.btree import BTreePlan, build_nodes
+from atvdisk.fs.hfsplus.btree import BTreePlan, build_nodes, build_nodes_stream
 from atvdisk.fs.hfsplus.errors import HfsWriteError, RegionError
 from atvdisk.fs.hfsplus.layout import (
     ForkPlacement,
@@ -172,8 +172,11 @@ class VolumeWriter:
         self.region.zero_or_claim(j.start * bs + JOURNAL_SECTOR, j.blocks * bs - JOURNAL_SECTOR)
 
     def _btree(
-        self, fork: ForkPlacement | None, plan: BTreePlan | None, records: list, room: list | None = None
+        self, fork: ForkPlacement | None, plan: BTreePlan | None, records: Iterable, *, streamed: bool = False
     ) -> None:
+        """Write a B-tree file: ``records`` are ``(key, data)`` pairs, or with ``streamed``
+        ``(key, data, room)`` triples generated one at a time (the catalog: nodes are written as
+        they fill, so its records are never all in memory)."""
         if fork is None or plan is None:
             return
         ns = plan.spec.node_size
@@ -181,7 +184,8 @@ class VolumeWriter:
         batch = bytearray()
         batch_start = 0
         next_node = 0
-        for number, image in build_nodes(plan, records, room):
+        nodes = build_nodes_stream(plan, records) if streamed else build_nodes(plan, records)
+        for number, image in nodes:
             if number != next_node:
                 raise AssertionError("B-tree nodes out of order")
             if not batch:
@@ -297,7 +301,7 @@ class VolumeWriter:
             self._journal()
             self._btree(lay.extents, lay.extents_plan, lay.extents_records)
             self._btree(lay.attributes, lay.attributes_plan, [])
-            self._btree(lay.catalog, lay.catalog_plan, lay.catalog_records, lay.catalog_room)
+            self._btree(lay.catalog, lay.catalog_plan, lay.catalog_records(), streamed=True)
             self._wipe_edges()
             for pf in sorted(lay.files, key=lambda f: f.extents[0][0] if f.extents else 0):
                 data = pf.data()
