@@ -50,6 +50,7 @@ def _hfs_tree(tree: FileTree):  # noqa: ANN202
     from atvdisk.fs.hfsplus.tree import BytesSource, ExternalSource, HfsTree
 
     hfs = HfsTree()
+    sized: dict[int, ExternalSource] = {}  # one (frozen) source per size: many files share a size
     for path, node in tree:
         times = dict(mtime=node.mtime, atime=node.mtime, ctime=node.mtime, crtime=node.mtime)
         if node.kind is NodeKind.DIR:
@@ -63,7 +64,9 @@ def _hfs_tree(tree: FileTree):  # noqa: ANN202
                 source = BytesSource(src.data)
             elif isinstance(src, (HostFile, ArchiveMember, OpenElecMember)):
                 # Streamed by the build (write()), which hashes every byte on its way in.
-                source = ExternalSource(node.size)
+                source = sized.get(node.size)
+                if source is None:
+                    source = sized[node.size] = ExternalSource(node.size)
             else:
                 raise TypeError(f"unknown source {src!r}")
             hfs.add_file(path, source, mode=node.mode, uid=node.uid, gid=node.gid, **times)

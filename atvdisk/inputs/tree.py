@@ -70,7 +70,7 @@ class OpenElecMember:
 Source = HostFile | Inline | ArchiveMember | OpenElecMember
 
 
-@dataclass
+@dataclass(slots=True)  # one per file: no __dict__ (a tarball may hold 100,000 files)
 class Node:
     kind: NodeKind
     mode: int  # permission bits only (07777)

@@ -217,22 +217,54 @@ class ForkPlacement:
         )
 
 
-@dataclass(slots=True)
 class PlannedFile:
-    """A file or symlink with its data placement (allocation-block extents)."""
+    """A file or symlink with its data placement (allocation-block extents).
 
-    path: str
-    keys: tuple[bytes, ...]
-    cnid: int
-    kind: Kind
-    size: int
-    source: Source | None
-    target: str | None
-    extents: tuple[tuple[int, int], ...] = ()
+    One per file of the volume, kept from the layout to the end of the write: slots, and a
+    single extent (every file but the test-only fragmented ones) stored as two integers."""
+
+    __slots__ = ("path", "keys", "cnid", "kind", "size", "source", "target", "_start", "_count", "_extents", "written")
+
+    def __init__(
+        self,
+        path: str,
+        keys: tuple[bytes, ...],
+        cnid: int,
+        kind: Kind,
+        size: int,
+        source: Source | None,
+        target: str | None,
+        extents: tuple[tuple[int, int], ...] = (),
+    ) -> None:
+        self.path = path
+        self.keys = keys
+        self.cnid = cnid
+        self.kind = kind
+        self.size = size
+        self.source = source
+        self.target = target
+        self.extents = extents
+        self.written = False  # external data received (VolumeWriter.write_external)
+
+    @property
+    def extents(self) -> tuple[tuple[int, int], ...]:
+        """``(start block, block count)`` of each extent, in file order."""
+        if self._extents is not None:
+            return self._extents
+        return ((self._start, self._count),) if self._count else ()
+
+    @extents.setter
+    def extents(self, extents: tuple[tuple[int, int], ...]) -> None:
+        if len(extents) == 1:
+            (self._start, self._count), self._extents = extents[0], None
+        else:
+            self._start, self._count, self._extents = 0, 0, (tuple(extents) if extents else None)
 
     @property
     def blocks(self) -> int:
-        return sum(c for _, c in self.extents)
+        if self._extents is None:
+            return self._count
+        return sum(c for _, c in self._extents)
 
     def data(self) -> bytes | None:
         if self.kind is Kind.SYMLINK:
@@ -241,6 +273,9 @@ class PlannedFile:
         if isinstance(self.source, BytesSource):
             return self.source.data
         return None
+
+    def __repr__(self) -> str:
+        return f"PlannedFile({self.path!r}, cnid={self.cnid}, {self.kind.value}, size={self.size}, extents={self.extents})"
 
 
 @dataclass

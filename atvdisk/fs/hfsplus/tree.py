@@ -44,9 +44,10 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 from atvdisk.fs.hfsplus.errors import (
     HfsDuplicateNameError,
@@ -94,7 +95,7 @@ class BytesSource:
         return len(self.data)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExternalSource:
     """Data the caller streams later (``VolumeWriter.write_external``); exactly ``size`` bytes."""
 
@@ -104,7 +105,7 @@ class ExternalSource:
 Source = PathSource | BytesSource | ExternalSource
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Meta:
     mode: int
     uid: int
@@ -115,7 +116,12 @@ class Meta:
     crtime: int | None = None
 
 
-@dataclass
+# Files and symlinks share this empty mapping instead of a dict each (a path below them is
+# refused before anything is added, and a mapping proxy cannot be added to).
+_NO_CHILDREN: Mapping[bytes, _Node] = MappingProxyType({})
+
+
+@dataclass(slots=True)
 class _Node:
     kind: Kind
     name: str
@@ -213,6 +219,7 @@ class HfsTree:
         self.default_uid = _check_id(default_uid, "uid", "/")
         self.default_gid = _check_id(default_gid, "gid", "/")
         self.default_dir_mode = default_dir_mode & 0o7777
+        self._last_meta: Meta | None = None
         self._root = _Node(Kind.DIR, "", b"", self._implicit_meta(), implicit=True)
         self._keys: dict[str, bytes] = {}
 
@@ -271,7 +278,7 @@ class HfsTree:
             _check_id(uid, "uid", path)
         if type(gid) is not int or not 0 <= gid <= 0xFFFFFFFF:
             _check_id(gid, "gid", path)
-        return Meta(
+        meta = Meta(
             mode & 0o7777,
             uid,
             gid,
@@ -280,6 +287,12 @@ class HfsTree:
             _check_time(ctime, "ctime", path),
             _check_time(crtime, "crtime", path),
         )
+        # Entries added one after the other often have the same metadata (a tarball's files):
+        # they share one object (frozen), so a tree of many files keeps few.
+        if meta == self._last_meta:
+            return self._last_meta
+        self._last_meta = meta
+        return meta
 
     # -- building ---------------------------------------------------------------------------
 
@@ -335,7 +348,7 @@ class HfsTree:
         if source.size < 0:
             raise HfsTreeError(f"{path!r}: negative size {source.size}")
         meta = self._meta(path, mode, uid, gid, mtime, atime, ctime, crtime)
-        self._put_leaf(path, _Node(Kind.FILE, "", b"", meta, source=source))
+        self._put_leaf(path, _Node(Kind.FILE, "", b"", meta, source=source, children=_NO_CHILDREN))  # type: ignore[arg-type]
 
     def add_symlink(
         self,
@@ -353,7 +366,7 @@ class HfsTree:
         """Add (or replace) a symbolic link to ``target`` (stored as UTF-8 in the data fork)."""
         target = _check_target(target, path)
         meta = self._meta(path, mode, uid, gid, mtime, atime, ctime, crtime)
-        self._put_leaf(path, _Node(Kind.SYMLINK, "", b"", meta, target=target))
+        self._put_leaf(path, _Node(Kind.SYMLINK, "", b"", meta, target=target, children=_NO_CHILDREN))  # type: ignore[arg-type]
 
     def _put_leaf(self, path: str, node: _Node) -> None:
         parts = split_path(path)
@@ -507,14 +520,14 @@ class HfsTree:
                 if stat.S_ISDIR(m):
                     stack.append((hpath, vpath, self._set_dir(dnode, d.name, key, meta)))
                 elif stat.S_ISREG(m):
-                    dnode.children[key] = _Node(Kind.FILE, d.name, key, meta, source=PathSource(hpath, s.st_size))
+                    dnode.children[key] = _Node(Kind.FILE, d.name, key, meta, source=PathSource(hpath, s.st_size), children=_NO_CHILDREN)  # type: ignore[arg-type]
                 elif stat.S_ISLNK(m):
                     try:
                         target = os.readlink(hpath)
                     except OSError as e:
                         raise HfsTreeError(f"cannot read symlink {hpath}: {e.strerror}") from e
                     target = _check_target(target, hpath)
-                    dnode.children[key] = _Node(Kind.SYMLINK, d.name, key, meta, target=target)
+                    dnode.children[key] = _Node(Kind.SYMLINK, d.name, key, meta, target=target, children=_NO_CHILDREN)  # type: ignore[arg-type]
                 else:
                     what = (
                         "character device" if stat.S_ISCHR(m)

@@ -71,7 +71,8 @@ class VolumeWriter:
         self.region = region
         self._bs = layout.block_size
         self._externals = layout.externals()
-        self._done_external: set[tuple[bytes, ...]] = set()
+        for pf in self._externals.values():
+            pf.written = False
         self._wrote = False
         self._finished = False
 
@@ -316,7 +317,7 @@ class VolumeWriter:
 
     def pending_externals(self) -> list[str]:
         """Paths of external files not written yet."""
-        return sorted(pf.path for k, pf in self._externals.items() if k not in self._done_external)
+        return sorted(pf.path for pf in self._externals.values() if not pf.written)
 
     def write_external(self, path: str, stream: BinaryIO) -> None:
         """Stream the data of the external file ``path``: exactly its declared size."""
@@ -326,7 +327,7 @@ class VolumeWriter:
         pf = self._externals.get(keys)
         if pf is None:
             raise HfsWriteError(f"{path!r} is not a file with external data in this layout")
-        if keys in self._done_external:
+        if pf.written:
             raise HfsWriteError(f"{path!r}: external data written twice")
         assert isinstance(pf.source, ExternalSource)
         try:
@@ -340,7 +341,7 @@ class VolumeWriter:
         if extra:
             raise HfsWriteError(f"{path!r}: its data is longer than the declared {pf.size} bytes")
         self._tail(pf)
-        self._done_external.add(keys)
+        pf.written = True
 
     def finish(self, *, sync: bool = True) -> None:
         """Check that every file was written, then write both volume headers.
