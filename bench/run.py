@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     started = machine.loadavg()
     info = machine.describe(root, sys.executable)
+    info["atvdisk byte-compiled"] = machine.byte_compile(sys.executable)
     sections: list[Section] = []
     try:
         log(f"payloads (cached in {cache})")
