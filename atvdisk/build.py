@@ -34,7 +34,6 @@ from atvdisk.fs.swap import write_swap
 from atvdisk.inputs.contents import BootFiles, PartitionContents, build_trees, outside_sources
 from atvdisk.inputs.payload import (
     Inputs,
-    OpenElecRelease,
     check_release_fits,
     inspect_boot_efi,
 )
@@ -95,8 +94,9 @@ class Prepared:
     hashes: dict[int, dict[str, str]] = field(default_factory=dict)
     settings: BuildSettings | None = None
     manifest: Manifest | None = None  # written by apply() (None before, or without a holder)
-    # An image build checks the release's md5 sums while writing (apply), not before: see prepare().
-    deferred_md5: OpenElecRelease | None = None
+    # An image build does not wait for the release's md5 check before writing: prepare() starts
+    # it on the other core and apply() joins it (see prepare()).
+    deferred_md5: DeferredCheck | None = None
     # Why this disk gets no manifest although its layout has a holder (too large; prepare()).
     no_manifest: str | None = None
     # What each partition must hold, with the sha256 of every file (the manifest's entries and
@@ -104,13 +104,36 @@ class Prepared:
     expected: dict[int, list[Entry]] | None = None
 
 
+class DeferredCheck:
+    """A check running in its own thread from the moment it is made; :meth:`result` waits for it
+    and raises what it raised. A daemon thread: a build that fails for another reason meanwhile
+    does not wait for it (the check only reads its inputs)."""
+
+    def __init__(self, check: Callable[[], object], name: str) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(check,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, check: Callable[[], object]) -> None:
+        try:
+            check()
+        except BaseException as e:  # handed to result()
+            self._error = e
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipped: list[str] | None = None, defer_md5: bool = False) -> Prepared:
     """Everything up to the first write: raises UsageError subclasses on any problem.
 
     ``skipped`` (for verify): leave out contents whose inputs were not given, listing them there.
-    ``defer_md5`` (image files only): leave the OpenELEC md5 check to :func:`apply`, which runs it
-    alongside the writing; an image is built under a temporary name that a failed check discards,
-    so nothing reaches the user's path either way. A disk is never written before it passed.
+    ``defer_md5`` (image files only): start the OpenELEC md5 check now, on the other core (the
+    tarball scans below use one), and let :func:`apply` wait for it alongside the writing instead
+    of before it; an image is built under a temporary name that a failed check discards, so
+    nothing reaches the user's path either way. A disk is never written before it passed.
     """
     if skipped is None and settings.seed is None and settings.layout.disk.seed is None:
         # A build knows every identifier before writing: the boot script and plist name them.
@@ -132,7 +155,7 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
     plist_expectation = expectation(plan, name_by)
     # The OpenELEC md5 sums are checked while the tarballs are scanned: both spend their time in
     # zlib and hashlib, outside the GIL, so on two cores they overlap.
-    deferred = release if defer_md5 and skipped is None else None
+    deferred = DeferredCheck(release.check_md5, "atvdisk-md5") if defer_md5 and skipped is None and release is not None else None
     with ThreadPoolExecutor(max_workers=1) as pool:
         md5_check = pool.submit(release.check_md5) if release is not None and deferred is None else None
         try:
@@ -283,7 +306,7 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
     if prepared.deferred_md5 is not None:
         # An image: the release's md5 sums are checked while the partitions are written; the
         # temporary image is discarded if one does not match (nothing reaches the final path).
-        jobs.append(prepared.deferred_md5.check_md5)
+        jobs.append(prepared.deferred_md5.result)
     if access.is_block:
         _parallel(jobs, cancel)
         write_tools()

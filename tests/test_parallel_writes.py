@@ -47,3 +47,38 @@ def test_a_writer_that_was_stopped_refuses_further_writes(tmp_path):
         cancel.set()
         with pytest.raises(RegionError, match="writing stopped"):
             r.write(1, b"b")
+
+
+def test_an_image_builds_md5_check_starts_in_prepare_and_apply_waits_for_it(tmp_path, monkeypatch):
+    """prepare(defer_md5=True) starts the release's md5 check at once, on the other core (the
+    tarball scans use one), and returns without waiting for it; apply() waits for it and raises
+    its mismatch. Without defer_md5 (disks, --loop) prepare waits for it before returning."""
+    from atvdisk.build import BuildSettings, apply, prepare
+    from atvdisk.inputs.payload import Inputs, OpenElecRelease
+    from atvdisk.layout.schema import load_layout
+    from atvdisk.progress import Progress
+    from atvdisk.target.access import ImageAccess
+
+    started, release_it = threading.Event(), threading.Event()
+
+    def slow_check(self) -> None:
+        started.set()
+        assert release_it.wait(30)
+        raise InputError("SYSTEM does not match SYSTEM.md5 (test)")
+
+    from atvdisk.inputs.sample import write_sample
+
+    sample = write_sample(tmp_path / "sample")
+    settings = BuildSettings(load_layout("atv1-openelec"), Inputs(OpenElecRelease.open(str(sample.openelec), check=False), str(sample.restore), str(sample.recovery)), epoch=1)
+    monkeypatch.setattr(OpenElecRelease, "check_md5", slow_check)
+    prepared = prepare(settings, 4 * 2**30, 512, defer_md5=True)  # returns although the check has not ended
+    assert started.wait(10), "the md5 check did not start in prepare()"
+    img = tmp_path / "k.img"
+    with open(img, "wb") as f:
+        f.truncate(4 * 2**30)
+    threading.Timer(0.5, release_it.set).start()
+    with pytest.raises(InputError, match="does not match"):
+        apply(prepared, ImageAccess(str(img), known_zero=True), Progress(quiet=True), workdir=str(tmp_path))
+    # A disk's prepare waits for the check: its failure comes out of prepare itself.
+    with pytest.raises(InputError, match="does not match"):
+        prepare(settings, 4 * 2**30, 512)
