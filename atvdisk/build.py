@@ -37,6 +37,7 @@ from atvdisk.inputs.payload import (
     check_release_fits,
     inspect_boot_efi,
 )
+from atvdisk.inputs.tarsafe import Spooler
 from atvdisk.inputs.tree import FileTree, Inline, Node
 from atvdisk.layout import atv
 from atvdisk.layout.plan import Plan, PlannedPartition
@@ -102,6 +103,15 @@ class Prepared:
     # What each partition must hold, with the sha256 of every file (the manifest's entries and
     # the manifest itself): set by apply(), for the verification after it.
     expected: dict[int, list[Entry]] | None = None
+    # The decompressed copies of compressed tarballs that the scans kept (prepare(spool=True)):
+    # the writing reads them instead of inflating again. close() deletes them.
+    spooler: Spooler | None = None
+
+    def close(self) -> None:
+        """Delete the spools (apply() does once it has written; for a build that stops before)."""
+        if self.spooler is not None:
+            self.spooler.close()
+            self.spooler = None
 
 
 class DeferredCheck:
@@ -126,7 +136,7 @@ class DeferredCheck:
             raise self._error
 
 
-def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipped: list[str] | None = None, defer_md5: bool = False) -> Prepared:
+def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipped: list[str] | None = None, defer_md5: bool = False, spool: bool = False) -> Prepared:
     """Everything up to the first write: raises UsageError subclasses on any problem.
 
     ``skipped`` (for verify): leave out contents whose inputs were not given, listing them there.
@@ -134,7 +144,22 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
     tarball scans below use one), and let :func:`apply` wait for it alongside the writing instead
     of before it; an image is built under a temporary name that a failed check discards, so
     nothing reaches the user's path either way. A disk is never written before it passed.
+    ``spool`` (a build that will write): the tarball scans keep each compressed tarball
+    decompressed in a temporary directory, so that the writing reads it instead of inflating it
+    again; the returned Prepared owns it (:meth:`Prepared.close`).
     """
+    spooler = Spooler() if spool and skipped is None else None
+    try:
+        prepared = _prepare(settings, disk_bytes, sector_size, skipped=skipped, defer_md5=defer_md5, spooler=spooler)
+    except BaseException:
+        if spooler is not None:
+            spooler.close()
+        raise
+    prepared.spooler = spooler
+    return prepared
+
+
+def _prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipped: list[str] | None, defer_md5: bool, spooler: Spooler | None) -> Prepared:
     if skipped is None and settings.seed is None and settings.layout.disk.seed is None:
         # A build knows every identifier before writing: the boot script and plist name them.
         settings = replace(settings, seed=BuildSettings.new_seed())
@@ -159,7 +184,7 @@ def prepare(settings: BuildSettings, disk_bytes: int, sector_size: int, *, skipp
     with ThreadPoolExecutor(max_workers=1) as pool:
         md5_check = pool.submit(release.check_md5) if release is not None and deferred is None else None
         try:
-            contents = build_trees(plan, settings.inputs, boot_files, epoch=settings.epoch, skipped=skipped)
+            contents = build_trees(plan, settings.inputs, boot_files, epoch=settings.epoch, skipped=skipped, spooler=spooler)
         finally:
             if md5_check is not None:
                 md5_check.result()  # raises the md5 mismatch, if any, first
@@ -307,11 +332,14 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
         # An image: the release's md5 sums are checked while the partitions are written; the
         # temporary image is discarded if one does not match (nothing reaches the final path).
         jobs.append(prepared.deferred_md5.result)
-    if access.is_block:
-        _parallel(jobs, cancel)
-        write_tools()
-    else:
-        _parallel([*jobs, write_tools], cancel)
+    try:
+        if access.is_block:
+            _parallel(jobs, cancel)
+            write_tools()
+        else:
+            _parallel([*jobs, write_tools], cancel)
+    finally:
+        prepared.close()  # every tarball member is written (and hashed): the spools can go
     prepared.hfs.clear()  # the HFS+ layouts are written: free them before the manifest and verification
     holder = manifest.holder(plan)
     if holder is not None and prepared.settings is not None and prepared.no_manifest is not None:

@@ -152,12 +152,15 @@ def test_a_tarball_truncated_while_an_image_is_written(tmp_path, sample, compres
 @pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root (CI is root)")
 def test_a_tarball_truncated_while_a_disk_is_written(tmp_path, sample, monkeypatch):
     """The same on a disk (a loop device): the disk is already wiped and half-written, so it is a
-    build failure (exit 4: build it again), not a usage error (exit 2 says nothing was written)."""
+    build failure (exit 4: build it again), not a usage error (exit 2 says nothing was written).
+    (The tarball is read again when its decompressed copy could not be kept, here for lack of
+    room: see the next test for the build that keeps one.)"""
     from click.testing import CliRunner
 
     import atvdisk.cli.build as cli_build
     from atvdisk.cli.main import main
 
+    monkeypatch.setattr(tarsafe, "SPOOL_RESERVE", 1 << 62)  # no room for a spool anywhere
     restore = tmp_path / "restore.tar.gz"
     raw = restore_tarball(restore, "gz")
     real_prepare = cli_build.prepare
@@ -179,3 +182,42 @@ def test_a_tarball_truncated_while_a_disk_is_written(tmp_path, sample, monkeypat
     assert result.exit_code == EXIT_BUILD, result.output
     assert "truncated" in result.output and f"found while writing {dev}" in result.output and f"{dev} is now incomplete" in result.output
     assert f"build {dev} again" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root (CI is root)")
+def test_a_tarball_truncated_after_its_checks_does_not_reach_the_disk(tmp_path, sample, monkeypatch):
+    """A compressed tarball is decompressed once, while it is checked, into a private spool that
+    the writing reads: cut after the checks, the disk still gets exactly what was checked. The
+    build succeeds (its own verification included), and ``verify`` against an untouched copy
+    of the tarball (tarfile-made: the judge of what it holds) finds every member."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    import atvdisk.cli.build as cli_build
+    from atvdisk.cli.main import main
+
+    restore = tmp_path / "restore.tar.gz"
+    raw = restore_tarball(restore, "gz")
+    original = tmp_path / "original.tar.gz"
+    shutil.copyfile(restore, original)
+    real_prepare = cli_build.prepare
+
+    def prepare_then_cut(*args, **kwargs):  # the checks pass; then the file changes under us
+        prepared = real_prepare(*args, **kwargs)
+        cut_inside_the_big_member(restore, raw, "gz")
+        return prepared
+
+    monkeypatch.setattr(cli_build, "prepare", prepare_then_cut)
+    img = tmp_path / "disk.img"
+    with open(img, "wb") as f:
+        f.truncate(4 << 30)
+    dev = subprocess.run(["losetup", "--find", "--show", str(img)], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        built = CliRunner().invoke(main, ["build", dev, "--example", "--restore", str(restore), "--yes"])
+        checked = CliRunner().invoke(main, ["verify", dev, "--example", "--restore", str(original)])
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+    assert built.exit_code == 0, built.output
+    assert checked.exit_code == 0, checked.output

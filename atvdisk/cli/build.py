@@ -7,7 +7,7 @@ import re
 import stat
 import tempfile
 import time
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, closing, nullcontext
 from dataclasses import dataclass
 
 import click
@@ -328,8 +328,13 @@ def _build_image(console: Console, settings: BuildSettings, target: str, disk_by
     # The temporary image is disposable until renamed: the md5 check runs alongside the writing
     # (not for --loop, which builds exactly as a disk is built).
     prepare_start = time.monotonic()
-    prepared = _prepare(progress, settings, disk_bytes, 512, passes=2 if verify_after else 1, defer_md5=not loop)
+    prepared = _prepare(progress, settings, disk_bytes, 512, passes=2 if verify_after else 1, defer_md5=not loop, spool=True)
     prepare_seconds = time.monotonic() - prepare_start
+    with closing(prepared):  # the tarballs' spools go when the build ends, however it ends
+        return _write_image(console, prepared, target, disk_bytes, prepare_seconds, loop=loop, force=force, verify_after=verify_after, progress=progress)
+
+
+def _write_image(console: Console, prepared: Prepared, target: str, disk_bytes: int, prepare_seconds: float, *, loop: bool, force: bool, verify_after: bool, progress: Progress) -> BuildResult:
     _show_warnings(console, prepared)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="atvdisk-work-") as workdir:
@@ -371,8 +376,13 @@ def _build_block(console: Console, settings: BuildSettings, target: str, disk_by
     # before the inputs were read; now the inputs, then the confirmation: nothing is written
     # (or unmounted) before all of them pass.
     prepare_start = time.monotonic()
-    prepared = _prepare(progress, settings, disk_bytes, sector, passes=2 if verify_after else 1)
+    prepared = _prepare(progress, settings, disk_bytes, sector, passes=2 if verify_after else 1, spool=True)
     prepare_seconds = time.monotonic() - prepare_start
+    with closing(prepared):  # the tarballs' spools go when the build ends, however it ends
+        return _write_block(console, prepared, target, prepare_seconds, check, yes=yes, verify_after=verify_after, progress=progress)
+
+
+def _write_block(console: Console, prepared: Prepared, target: str, prepare_seconds: float, check: guard.DiskCheck, *, yes: bool, verify_after: bool, progress: Progress) -> BuildResult:
     _show_warnings(console, prepared)
     guard.confirm(check, yes=yes, console=console, will_hold=will_hold(prepared))
     start = time.monotonic()

@@ -57,12 +57,13 @@ class BootFiles:
     plist: BootPlist | None = None
 
 
-def build_trees(plan: Plan, inputs: Inputs, boot: BootFiles | None, *, epoch: int, skipped: list[str] | None = None) -> dict[int, PartitionContents]:
+def build_trees(plan: Plan, inputs: Inputs, boot: BootFiles | None, *, epoch: int, skipped: list[str] | None = None, spooler: tarsafe.Spooler | None = None) -> dict[int, PartitionContents]:
     """The file tree of every partition that holds files, keyed by partition number.
 
     With ``skipped`` (a list), entries whose input was not given are left out and described in
     that list instead of raising (``atvdisk verify`` checks what it can); the partition is then
-    marked incomplete.
+    marked incomplete. ``spooler``: keep compressed tarballs decompressed for the writing
+    (:mod:`atvdisk.inputs.tarsafe`).
     """
     result = {}
     for p in plan.partitions:
@@ -77,7 +78,7 @@ def build_trees(plan: Plan, inputs: Inputs, boot: BootFiles | None, *, epoch: in
                 if c.kind is ContentKind.BOOTPLIST and not complete:
                     # A kexec plist is the recovery's, fixed: without its inputs it is unknown.
                     raise MissingInput(f"{where}: made from the inputs not given", option="the inputs above", hint="give every input")
-                applied = _apply(tree, c, inputs, boot, where)
+                applied = _apply(tree, c, inputs, boot, where, spooler)
             except MissingInput as e:
                 if skipped is None:
                     raise
@@ -122,7 +123,7 @@ def _resolve_source(c: ContentSpec, inputs: Inputs, where: str) -> str | None:
     return path
 
 
-def _apply(tree: FileTree, c: ContentSpec, inputs: Inputs, boot: BootFiles | None, where: str) -> bool:
+def _apply(tree: FileTree, c: ContentSpec, inputs: Inputs, boot: BootFiles | None, where: str, spooler: tarsafe.Spooler | None = None) -> bool:
     uid, gid = c.owner
     if c.kind is ContentKind.TEXT:
         data = (c.text or "").encode()
@@ -185,9 +186,9 @@ def _apply(tree: FileTree, c: ContentSpec, inputs: Inputs, boot: BootFiles | Non
         if not os.path.isfile(path):
             raise InputError(f"{where}: {path}: no such file", hint="check the tarball's path")
         if c.members is None:
-            tarsafe.scan(path, tree, dest=c.path, owner=c.owner, origin=path)
+            tarsafe.scan(path, tree, dest=c.path, owner=c.owner, origin=path, spooler=spooler)
         else:
-            _scan_members(path, tree, c, where)
+            _scan_members(path, tree, c, where, spooler)
         return True
     if c.kind is ContentKind.FILE:
         try:
@@ -219,7 +220,7 @@ def script_path_of(plan: Plan) -> str | None:
     return None
 
 
-def _scan_members(path: str, tree: FileTree, c: ContentSpec, where: str) -> None:
+def _scan_members(path: str, tree: FileTree, c: ContentSpec, where: str, spooler: tarsafe.Spooler | None = None) -> None:
     """Extract only ``c.members`` (each a path of the archive, with what is below it).
 
     The whole archive is still checked (every member, as for a full extraction); the chosen
@@ -227,7 +228,7 @@ def _scan_members(path: str, tree: FileTree, c: ContentSpec, where: str) -> None
     """
     assert c.members is not None
     scratch = FileTree(default_mtime=tree.default_mtime)
-    tarsafe.scan(path, scratch, owner=c.owner, origin=path)
+    tarsafe.scan(path, scratch, owner=c.owner, origin=path, spooler=spooler)
     prefix = c.path.strip("/")
     found = set()
     for rel, node in scratch:

@@ -23,6 +23,7 @@ from atvdisk.inputs.tree import (
     Inline,
     OpenElecMember,
     Source,
+    Spool,
 )
 
 Sink = Callable[[list[str], Source, BinaryIO, int], None]
@@ -84,7 +85,7 @@ def feed(
             for p in paths:
                 hashes[p] = digest
 
-    archives: set[str] = set()
+    archives: dict[str, Spool | None] = {}
     for path, node in tree.files():
         src = node.source
         if streamed_only and isinstance(src, Inline):
@@ -102,8 +103,10 @@ def feed(
                 sink([path], src, f, node.size)
         elif isinstance(src, Inline):
             sink([path], src, io.BytesIO(src.data), node.size)
-        elif isinstance(src, (ArchiveMember, OpenElecMember)):
-            archives.add(src.archive)
+        elif isinstance(src, ArchiveMember):
+            archives.setdefault(src.archive, src.spool)
+        elif isinstance(src, OpenElecMember):
+            archives.setdefault(src.archive, None)
         else:
             raise TypeError(f"unknown source {src!r}")
     for archive in sorted(archives):
@@ -114,7 +117,7 @@ def feed(
             sink(paths, node.source, f, size)
 
         wanted = {i: [p for p in paths if p not in skip] for i, paths in tree.sources_from(archive).items()}
-        tarsafe.stream(archive, {i: paths for i, paths in wanted.items() if paths}, member_sink)
+        tarsafe.stream(archive, {i: paths for i, paths in wanted.items() if paths}, member_sink, spool=archives[archive])
 
 
 def copy_exact(src: BinaryIO, size: int, write: Callable[[bytes], object], what: str) -> None:

@@ -7,17 +7,104 @@ members to a :class:`~atvdisk.inputs.tree.FileTree` without keeping their data.
 
 :func:`stream` reads the archive a second time, after every block of the target is laid out, and
 hands each wanted member's data to a callback in chunks: no member is ever held in memory whole.
+
+Inflate once: given a :class:`Spooler`, :func:`scan` keeps the decompressed archive of a
+compressed tarball as a plain tar in a private temporary directory (a :class:`Spool`: written
+beside the decompression, on the other core), and :func:`stream` reads that instead of
+decompressing the tarball again (and so writes exactly the bytes that were checked, even if the
+tarball changes meanwhile). The spool only exists once the whole archive passed the scan; one that
+would leave too little free space is given up on the way and the tarball read again as before.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from atvdisk.errors import InputError
-from atvdisk.inputs.tarstream import Member, TarStream, TarStreamError
-from atvdisk.inputs.tree import ArchiveMember, FileTree, check_link_inside
+from atvdisk.inputs.tarstream import Member, TarStream, TarStreamError, is_compressed
+from atvdisk.inputs.tree import ArchiveMember, FileTree, Spool, check_link_inside
+
+SPOOL_RESERVE = 1 << 30  # free bytes a spool never takes (the image being built may need them)
+
+
+class Spooler:
+    """A private temporary directory for the spools of one build (see the module docstring).
+
+    Spools take at most half of the free space of ``directory``'s filesystem beyond
+    :data:`SPOOL_RESERVE` (``budget`` overrides it): an image built on the same filesystem keeps
+    room. :meth:`close` deletes them all (the build's writing is then done)."""
+
+    def __init__(self, directory: str | None = None, *, budget: int | None = None) -> None:
+        self.directory = tempfile.mkdtemp(prefix="atvdisk-spool-", dir=directory)
+        if budget is None:
+            st = os.statvfs(self.directory)
+            budget = max(0, (st.f_bavail * st.f_frsize - SPOOL_RESERVE) // 2)
+        self.left = budget
+        self._spools: list[Spool] = []
+
+    def start(self, archive: str) -> _SpoolWriter:
+        fd, path = tempfile.mkstemp(prefix="spool-", suffix=".tar", dir=self.directory)
+        spool = Spool(path)
+        self._spools.append(spool)
+        return _SpoolWriter(self, spool, fd)
+
+    def close(self) -> None:
+        for spool in self._spools:
+            spool.ready = False
+        self._spools.clear()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Spooler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _SpoolWriter:
+    """Writes one archive's decompressed bytes into its spool while scan() reads them."""
+
+    def __init__(self, spooler: Spooler, spool: Spool, fd: int) -> None:
+        self._spooler = spooler
+        self.spool = spool
+        self._fd: int | None = fd
+
+    def write(self, chunk: bytes) -> None:
+        if self._fd is None:
+            return
+        if len(chunk) > self._spooler.left:
+            self.abandon()  # too large for the room it may take: the tarball is read again instead
+            return
+        try:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:  # full, quota: read the tarball again instead
+            self.abandon()
+            return
+        self._spooler.left -= len(chunk)
+
+    def finish(self) -> None:
+        """The scan read the whole archive and found nothing wrong: the spool may be used."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self.spool.ready = True
+
+    def abandon(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.spool.ready = False
+        try:
+            os.unlink(self.spool.path)
+        except OSError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -27,9 +114,16 @@ class ScanResult:
     data_bytes: int
 
 
-def _open_stream(path: str, *, readahead: bool = False) -> TarStream:
+def _compressed(path: str) -> bool:
     try:
-        return TarStream(path, readahead=readahead)
+        return is_compressed(path)
+    except OSError:
+        return False  # _open_stream says what is wrong with it
+
+
+def _open_stream(path: str, *, readahead: bool = False, tee: Callable[[bytes], object] | None = None) -> TarStream:
+    try:
+        return TarStream(path, readahead=readahead, tee=tee)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file", hint="check the path of the tarball") from None
     except OSError as e:
@@ -62,17 +156,28 @@ def scan(
     dest: str = "",
     owner: tuple[int, int] = (0, 0),
     origin: str | None = None,
+    spooler: Spooler | None = None,
 ) -> ScanResult:
     """Check every member of the archive at ``path`` and add it to ``tree`` under ``dest``.
 
     Owners are set to ``owner`` (root by default: the ATV runs as root and the original procedure
     chowned everything); permission bits are kept without setuid, setgid and sticky bits.
+    ``spooler``: keep a compressed archive's decompressed bytes for :func:`stream`.
     """
     origin = origin or path
     prefix = dest.strip("/")
     members = files = data = 0
     seen: dict[str, tuple[int, int, str]] = {}  # member path -> (index, size, name) of regular files
-    tar = _open_stream(path)
+    writer = spooler.start(path) if spooler is not None and _compressed(path) else None
+    spool = writer.spool if writer is not None else None
+    try:
+        # Spooling: decompressed in a thread, written to the spool in this one, beside it.
+        tar = _open_stream(path, readahead=writer is not None, tee=writer.write if writer is not None else None)
+    except BaseException:
+        if writer is not None:
+            writer.abandon()
+        raise
+    ok = False
     try:
         for index, m in enumerate(_iterate(tar, path)):
             members += 1
@@ -88,7 +193,7 @@ def scan(
             uid, gid = owner
             what = f"{origin}: member {m.name!r}"
             if m.isreg():
-                tree.add_file(where, ArchiveMember(path, m.name, index), m.size, mode=mode, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
+                tree.add_file(where, ArchiveMember(path, m.name, index, spool), m.size, mode=mode, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
                 seen[rel] = (index, m.size, m.name)
                 files += 1
                 data += m.size
@@ -112,7 +217,7 @@ def scan(
                     )
                 # Hard links become independent copies of the same data (documented in README).
                 tindex, tsize, tname = seen[target]
-                tree.add_file(where, ArchiveMember(path, tname, tindex), tsize, mode=mode, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
+                tree.add_file(where, ArchiveMember(path, tname, tindex, spool), tsize, mode=mode, uid=uid, gid=gid, mtime=int(m.mtime), origin=what)
                 seen[rel] = (tindex, tsize, tname)
                 files += 1
                 data += tsize
@@ -122,8 +227,11 @@ def scan(
                 raise InputError(f"{what} is a FIFO", hint="repack the archive without it")
             else:
                 raise InputError(f"{what} has an unsupported type {m.type!r}", hint="repack the archive without it")
+        ok = True
     finally:
         tar.close()
+        if writer is not None:
+            writer.finish() if ok else writer.abandon()
     return ScanResult(members, files, data)
 
 
@@ -161,16 +269,18 @@ def _looks_like_tar(path: str) -> bool:
     return len(head) == 512 and head[257:262] in (b"ustar", b"\0\0\0\0\0")
 
 
-def stream(path: str, wanted: dict[int, list[str]], sink: Callable[[list[str], BinaryIO, int], None]) -> None:
+def stream(path: str, wanted: dict[int, list[str]], sink: Callable[[list[str], BinaryIO, int], None], *, spool: Spool | None = None) -> None:
     """Read the archive again and call ``sink(tree_paths, fileobj, size)`` for each wanted member.
 
     ``wanted`` maps member indexes to the tree paths they supply (several paths when a hard link
-    became a copy). The sink must read exactly ``size`` bytes from ``fileobj``.
+    became a copy). The sink must read exactly ``size`` bytes from ``fileobj``. ``spool``: the
+    archive's spool from :func:`scan`, read instead of the archive when it is ready (messages
+    still name the archive).
     """
     if not wanted:
         return
     remaining = set(wanted)
-    tar = _open_stream(path, readahead=True)
+    tar = _open_stream(spool.path if spool is not None and spool.ready else path, readahead=True)
     try:
         for index, m in enumerate(_iterate(tar, path)):
             if index in remaining:

@@ -28,7 +28,7 @@ import re
 import tarfile
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 try:  # ISA-L's inflate (python-isal): the same API and checks as zlib's, about twice as fast
@@ -198,22 +198,49 @@ class _ReadAhead:
         self._thread.join()
 
 
+class _Tee:
+    """Hands every chunk of decompressed data to ``tee`` as the reader takes it (in the reader's
+    thread: with read-ahead, beside the decompression)."""
+
+    def __init__(self, src: _Source | _ReadAhead, tee: Callable[[bytes], object]) -> None:
+        self._src = src
+        self._tee = tee
+
+    def read_chunk(self) -> bytes:
+        chunk = self._src.read_chunk()
+        if chunk:
+            self._tee(chunk)
+        return chunk
+
+
+def is_compressed(path: str) -> bool:
+    """Whether the file at ``path`` starts like a gzip, bzip2 or xz stream."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    return head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head == b"\xfd7zXZ\x00"
+
+
 class TarStream:
     """Iterate an archive's members in order; read each regular member's data as it comes.
 
     ``readahead``: decompress in a background thread, a few chunks ahead (memory stays bounded:
-    at most ``depth`` chunks of 2 MiB).
+    at most ``depth`` chunks of 2 MiB). ``tee``: called with every piece of the decompressed
+    archive, in order, as it is read (all of it, once the iteration has ended: the members'
+    data, padding and the end-of-archive blocks too), e.g. to keep a plain copy.
     """
 
-    def __init__(self, path: str, *, readahead: bool = False) -> None:
+    def __init__(self, path: str, *, readahead: bool = False, tee: Callable[[bytes], object] | None = None) -> None:
         self.path = path
         self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._ahead: _ReadAhead | None = None
+        self._teed = tee is not None
         try:
             src = self._plain = _Source(self._file)
             if readahead:
                 self._ahead = _ReadAhead(src)
-            self._src = self._ahead or src
+            self._src: _Source | _ReadAhead | _Tee = self._ahead or src
+            if tee is not None:
+                self._src = _Tee(self._src, tee)
         except BaseException:
             self._file.close()
             raise
@@ -257,7 +284,7 @@ class TarStream:
             raise TarStreamError(f"a negative length ({n}) for {what}")
         while n:
             if self._pos == len(self._buf):
-                if n > CHUNK and self._ahead is None and (jumped := self._plain.skip(n - n % CHUNK)):
+                if n > CHUNK and self._ahead is None and not self._teed and (jumped := self._plain.skip(n - n % CHUNK)):
                     n -= jumped  # a large member of a plain archive: seek over it
                     continue
                 self._buf, self._pos = self._src.read_chunk(), 0
