@@ -301,7 +301,7 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
     Partitions are disjoint regions, so they are written at once where that is safe: atvdisk's
     own volumes (HFS+, swap) in parallel threads through one file descriptor (decompression,
     hashing and writes run outside the GIL), and on an image file the tools' filesystems (mke2fs,
-    mkfs.fat) alongside them. On a disk the tools run after, one at a time: each opens the whole
+    mkfs.fat) alongside them, each in its own thread. On a disk the tools run after, one at a time: each opens the whole
     disk O_EXCL. If one writer fails (or Ctrl-C), the others stop at their next write.
     """
     plan = prepared.plan
@@ -321,8 +321,8 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
         with access.own_writes() as fd:
             _parallel([lambda p=p: _write_own(prepared, access, p, fd, progress, cancel, workdir) for p in own], cancel)
 
-    def write_tools() -> None:
-        for p in tools:
+    def write_tools(parts: list[PlannedPartition] = tools) -> None:
+        for p in parts:
             if cancel.is_set():
                 return
             _write_tool(prepared, access, p, progress, workdir)
@@ -337,7 +337,9 @@ def apply(prepared: Prepared, access: DiskAccess, progress: Progress, *, workdir
             _parallel(jobs, cancel)
             write_tools()
         else:
-            _parallel([*jobs, write_tools], cancel)
+            # An image file: each tool writes its own region of it, all at once (mkfs.fat need
+            # not wait for mke2fs -d, nor the other way round).
+            _parallel([*jobs, *[lambda p=p: write_tools([p]) for p in tools]], cancel)
     finally:
         prepared.close()  # every tarball member is written (and hashed): the spools can go
     prepared.hfs.clear()  # the HFS+ layouts are written: free them before the manifest and verification

@@ -82,3 +82,34 @@ def test_an_image_builds_md5_check_starts_in_prepare_and_apply_waits_for_it(tmp_
     # A disk's prepare waits for the check: its failure comes out of prepare itself.
     with pytest.raises(InputError, match="does not match"):
         prepare(settings, 4 * 2**30, 512)
+
+
+def test_an_image_builds_tool_filesystems_at_once(tmp_path, monkeypatch):
+    """On an image file mkfs.fat and mke2fs -d write their own regions at the same time (each
+    waits here until the other has started: one after the other, this fails)."""
+    import atvdisk.build as build
+    from atvdisk.build import BuildSettings, apply, prepare
+    from atvdisk.inputs.payload import Inputs, OpenElecRelease
+    from atvdisk.inputs.sample import write_sample
+    from atvdisk.layout.schema import load_layout
+    from atvdisk.progress import Progress
+    from atvdisk.target.access import ImageAccess
+
+    both = threading.Barrier(2, timeout=20)
+
+    def together(real):  # noqa: ANN001, ANN202
+        def tool(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            both.wait()
+            return real(*a, **k)
+
+        return tool
+
+    monkeypatch.setattr(build, "make_fat32", together(build.make_fat32))
+    monkeypatch.setattr(build, "make_ext4", together(build.make_ext4))
+    sample = write_sample(tmp_path / "sample")
+    settings = BuildSettings(load_layout("atv1-openelec"), Inputs(OpenElecRelease.open(str(sample.openelec)), str(sample.restore), str(sample.recovery)), epoch=1)
+    prepared = prepare(settings, 4 * 2**30, 512)
+    img = tmp_path / "t.img"
+    with open(img, "wb") as f:
+        f.truncate(4 * 2**30)
+    apply(prepared, ImageAccess(str(img), known_zero=True), Progress(quiet=True), workdir=str(tmp_path))
