@@ -61,7 +61,7 @@ def test_the_spool_is_the_decompressed_archive_and_is_read_instead_of_it(tmp_pat
     sample.restore.unlink()
     assert _streamed(str(sample.restore), tree, spool) == expected
     spooler.close()
-    assert not spool.ready and not os.path.exists(spooler.directory)
+    assert not spool.ready and spooler.open_spools == 0
     sample.restore.write_bytes(copy)
     assert _streamed(str(sample.restore), tree, spool) == expected  # closed: the tarball again
 
@@ -72,7 +72,7 @@ def test_a_spool_over_its_budget_is_given_up_and_the_tarball_read_again(tmp_path
     tarsafe.scan(str(sample.restore), tree, spooler=spooler)
     spool = _members(tree)[0].spool
     assert spool is not None and not spool.ready
-    assert os.listdir(spooler.directory) == []  # the partial spool was deleted
+    assert spooler.open_spools == 0  # the partial spool was freed
     expected = {m.name: tarfile.open(sample.restore).extractfile(m).read() for m in tarfile.open(sample.restore) if m.isfile()}
     assert _streamed(str(sample.restore), tree, spool) == expected
     spooler.close()
@@ -88,7 +88,7 @@ def test_a_plain_tarball_is_not_spooled(tmp_path):
     tree = FileTree(default_mtime=0)
     tarsafe.scan(str(plain), tree, spooler=spooler)
     assert _members(tree)[0].spool is None
-    assert os.listdir(spooler.directory) == []
+    assert spooler.open_spools == 0
     spooler.close()
 
 
@@ -107,7 +107,7 @@ def test_a_refused_tarball_leaves_no_spool_and_the_same_message(tmp_path, damage
     with pytest.raises(InputError) as spooled:
         tarsafe.scan(str(bad), FileTree(default_mtime=0), spooler=spooler)
     assert spooled.value.message == without.value.message and spooled.value.hint == without.value.hint
-    assert os.listdir(spooler.directory) == []
+    assert spooler.open_spools == 0
     spooler.close()
 
 
@@ -124,7 +124,7 @@ def test_the_build_writes_from_the_spool_and_deletes_it(tmp_path, sample):
     settings = BuildSettings(load_layout("atv1-openelec"), Inputs(OpenElecRelease.open(str(sample.openelec)), str(sample.restore), str(sample.recovery)), epoch=1, seed="spool")
     prepared = prepare(settings, 4 * 2**30, 512, spool=True)
     spooler = prepared.spooler
-    assert spooler is not None and len(os.listdir(spooler.directory)) == 2  # restore and recovery
+    assert spooler is not None and spooler.open_spools == 2  # restore and recovery
     want = {m.name: hashlib.sha256(tarfile.open(sample.restore).extractfile(m).read()).hexdigest() for m in tarfile.open(sample.restore) if m.isfile()}
     for tarball in (sample.restore, sample.recovery):
         tarball.write_bytes(b"\x1f\x8b" + bytes(tarball.stat().st_size - 2))
@@ -132,7 +132,7 @@ def test_the_build_writes_from_the_spool_and_deletes_it(tmp_path, sample):
     with open(img, "wb") as f:
         f.truncate(4 * 2**30)
     apply(prepared, ImageAccess(str(img), known_zero=True), Progress(quiet=True), workdir=str(tmp_path))
-    assert prepared.spooler is None and not os.path.exists(spooler.directory)
+    assert prepared.spooler is None and spooler.open_spools == 0
     assert prepared.hashes[2]["boot.efi"] == want["boot.efi"]
     report = verify(str(img), prepared.plan, prepared.contents, expected=prepared.expected, known_hashes=prepared.hashes)
     assert report.mismatches == []
@@ -172,12 +172,12 @@ def test_an_image_build_refused_after_its_checks_deletes_the_spools(tmp_path, sa
     from atvdisk.layout.schema import load_layout
     from atvdisk.progress import Progress
 
-    made: list[str] = []
+    made: list[tarsafe.Spooler] = []
     real = tarsafe.Spooler.__init__
 
     def spy(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
         real(self, str(tmp_path), **k)
-        made.append(self.directory)
+        made.append(self)
 
     def refuse(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise TargetRefused("refused after the checks (test)", hint="")
@@ -187,7 +187,7 @@ def test_an_image_build_refused_after_its_checks_deletes_the_spools(tmp_path, sa
     settings = BuildSettings(load_layout("atv1-openelec"), Inputs(OpenElecRelease.open(str(sample.openelec)), str(sample.restore), str(sample.recovery)), epoch=1)
     with pytest.raises(TargetRefused):
         cli_build._build_image(Console(), settings, str(tmp_path / "z.img"), 4 * 2**30, loop=False, force=False, verify_after=False, progress=Progress(quiet=True))
-    assert len(made) == 1 and not os.path.exists(made[0])
+    assert len(made) == 1 and made[0].open_spools == 0
 
 
 def test_a_prepare_that_refuses_an_input_deletes_its_spools(tmp_path, sample, monkeypatch):
@@ -206,4 +206,25 @@ def test_a_prepare_that_refuses_an_input_deletes_its_spools(tmp_path, sample, mo
     settings = BuildSettings(load_layout("atv1-openelec"), Inputs(OpenElecRelease.open(str(sample.openelec)), str(sample.restore), str(sample.recovery)), epoch=1)
     with pytest.raises(InputError, match="absolute path"):
         prepare(settings, 4 * 2**30, 512, spool=True)
+    assert os.listdir(tmp) == []
+
+
+def test_a_killed_build_leaves_no_spool(tmp_path, sample):
+    """Spools have no name from the moment they exist: a process killed with SIGKILL after its
+    scan (nothing can clean up then) leaves nothing of them in TMPDIR."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = (
+        "import os, signal, sys\n"
+        "from atvdisk.inputs import tarsafe\n"
+        "from atvdisk.inputs.tree import FileTree\n"
+        "spooler = tarsafe.Spooler()\n"
+        "tree = FileTree(default_mtime=0)\n"
+        "tarsafe.scan(sys.argv[1], tree, spooler=spooler)\n"
+        "assert spooler.open_spools == 1\n"
+        "print(len(os.listdir(sys.argv[2])), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(sample.restore), str(tmp)], env={**os.environ, "TMPDIR": str(tmp)}, capture_output=True, text=True, check=False)
+    assert r.returncode == -9 and r.stdout.strip() == "0", (r.returncode, r.stdout, r.stderr)
     assert os.listdir(tmp) == []

@@ -9,7 +9,7 @@ members to a :class:`~atvdisk.inputs.tree.FileTree` without keeping their data.
 hands each wanted member's data to a callback in chunks: no member is ever held in memory whole.
 
 Inflate once: given a :class:`Spooler`, :func:`scan` keeps the decompressed archive of a
-compressed tarball as a plain tar in a private temporary directory (a :class:`Spool`: written
+compressed tarball as a plain tar in a nameless temporary file (a :class:`Spool`: written
 beside the decompression, on the other core), and :func:`stream` reads that instead of
 decompressing the tarball again (and so writes exactly the bytes that were checked, even if the
 tarball changes meanwhile). The spool only exists once the whole archive passed the scan; one that
@@ -19,7 +19,6 @@ would leave too little free space is given up on the way and the tarball read ag
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,31 +32,42 @@ SPOOL_RESERVE = 1 << 30  # free bytes a spool never takes (the image being built
 
 
 class Spooler:
-    """A private temporary directory for the spools of one build (see the module docstring).
-
-    Spools take at most half of the free space of ``directory``'s filesystem beyond
-    :data:`SPOOL_RESERVE` (``budget`` overrides it): an image built on the same filesystem keeps
-    room. :meth:`close` deletes them all (the build's writing is then done)."""
+    """Where the spools of one build go (see the module docstring): files in ``directory``
+    (default: TMPDIR) that have no name from the moment they are made (O_TMPFILE, or unlinked at
+    once), read back through ``/proc/self/fd``: nothing is left behind, even when the process is
+    killed (SIGKILL, a power cut). Spools take at most half of the free space of ``directory``'s
+    filesystem beyond :data:`SPOOL_RESERVE` (``budget`` overrides it): an image built on the same
+    filesystem keeps room. :meth:`close` frees them all (the build's writing is then done)."""
 
     def __init__(self, directory: str | None = None, *, budget: int | None = None) -> None:
-        self.directory = tempfile.mkdtemp(prefix="atvdisk-spool-", dir=directory)
+        self.directory = directory or tempfile.gettempdir()
         if budget is None:
             st = os.statvfs(self.directory)
             budget = max(0, (st.f_bavail * st.f_frsize - SPOOL_RESERVE) // 2)
         self.left = budget
-        self._spools: list[Spool] = []
+        self._writers: list[_SpoolWriter] = []
 
-    def start(self, archive: str) -> _SpoolWriter:
-        fd, path = tempfile.mkstemp(prefix="spool-", suffix=".tar", dir=self.directory)
-        spool = Spool(path)
-        self._spools.append(spool)
-        return _SpoolWriter(self, spool, fd)
+    def start(self, archive: str) -> _SpoolWriter | None:
+        """A spool for ``archive``, or None where none can be made (no /proc: read it again)."""
+        if not os.path.isdir("/proc/self/fd"):
+            return None
+        try:
+            fd = _nameless_file(self.directory)
+        except OSError:
+            return None
+        writer = _SpoolWriter(self, Spool(f"/proc/self/fd/{fd}"), fd)
+        self._writers.append(writer)
+        return writer
+
+    @property
+    def open_spools(self) -> int:
+        """How many spools hold storage now."""
+        return sum(1 for w in self._writers if w.fd is not None)
 
     def close(self) -> None:
-        for spool in self._spools:
-            spool.ready = False
-        self._spools.clear()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        for writer in self._writers:
+            writer.release()
+        self._writers.clear()
 
     def __enter__(self) -> Spooler:
         return self
@@ -66,16 +76,27 @@ class Spooler:
         self.close()
 
 
+def _nameless_file(directory: str) -> int:
+    """A new read-write file in ``directory`` that no name points to."""
+    try:
+        return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except (AttributeError, OSError):  # no O_TMPFILE here, or not on this filesystem
+        fd, path = tempfile.mkstemp(prefix="atvdisk-spool-", dir=directory)
+        os.unlink(path)
+        return fd
+
+
 class _SpoolWriter:
     """Writes one archive's decompressed bytes into its spool while scan() reads them."""
 
     def __init__(self, spooler: Spooler, spool: Spool, fd: int) -> None:
         self._spooler = spooler
         self.spool = spool
-        self._fd: int | None = fd
+        self.fd: int | None = fd
+        self._writing = True
 
     def write(self, chunk: bytes) -> None:
-        if self._fd is None:
+        if not self._writing or self.fd is None:
             return
         if len(chunk) > self._spooler.left:
             self.abandon()  # too large for the room it may take: the tarball is read again instead
@@ -83,28 +104,28 @@ class _SpoolWriter:
         try:
             view = memoryview(chunk)
             while view:
-                view = view[os.write(self._fd, view) :]
+                view = view[os.write(self.fd, view) :]
         except OSError:  # full, quota: read the tarball again instead
             self.abandon()
             return
         self._spooler.left -= len(chunk)
 
     def finish(self) -> None:
-        """The scan read the whole archive and found nothing wrong: the spool may be used."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """The scan read the whole archive and found nothing wrong: the spool may be used (its
+        descriptor stays open: it is the spool's only hold on its data)."""
+        if self._writing and self.fd is not None:
+            self._writing = False
             self.spool.ready = True
 
     def abandon(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._writing = False
+        self.release()
+
+    def release(self) -> None:
         self.spool.ready = False
-        try:
-            os.unlink(self.spool.path)
-        except OSError:
-            pass
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 @dataclass(frozen=True)
@@ -168,7 +189,7 @@ def scan(
     prefix = dest.strip("/")
     members = files = data = 0
     seen: dict[str, tuple[int, int, str]] = {}  # member path -> (index, size, name) of regular files
-    writer = spooler.start(path) if spooler is not None and _compressed(path) else None
+    writer = spooler.start(path) if spooler is not None and _compressed(path) else None  # None: read it again
     spool = writer.spool if writer is not None else None
     try:
         # Spooling: decompressed in a thread, written to the spool in this one, beside it.
