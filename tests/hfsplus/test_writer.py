@@ -85,6 +85,29 @@ def test_external_sources_any_order_like_tar_members(tmp_path: Path) -> None:
         vol.check()
 
 
+def test_one_layout_written_twice_gets_every_external_file_each_time(tmp_path: Path) -> None:
+    """A layout can be written by several writers (two disks): each writer waits for every
+    external file's data itself, whatever another writer of the same layout received."""
+    tree = HfsTree()
+    tree.add_file("a", ExternalSource(5))
+    tree.add_file("d/b", ExternalSource(7000))
+    layout = plan_volume(tree, VolumeOptions(create_time=1, volume_id=2), 8 * MIB)
+    images = []
+    for n in range(2):
+        image = tmp_path / f"{n}.img"
+        with Region.open(image, 0, 8 * MIB, create=True) as region:
+            w = VolumeWriter(layout, region)
+            w.write()
+            assert w.pending_externals() == ["a", "d/b"]
+            w.write_external("d/b", io.BytesIO(bytes(range(256)) * 27 + bytes(88)))
+            with pytest.raises(HfsWriteError, match="1 file\\(s\\) never received their data: a"):
+                w.finish()
+            w.write_external("a", io.BytesIO(b"12345"))
+            w.finish()
+        images.append(_sha(image))
+    assert images[0] == images[1]
+
+
 def test_external_size_is_checked(tmp_path: Path) -> None:
     tree = HfsTree()
     tree.add_file("a", ExternalSource(10))

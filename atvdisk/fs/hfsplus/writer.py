@@ -60,7 +60,8 @@ SPARSE_MIN = 1 << 16  # smaller host files are copied whole (looking for holes c
 
 
 class VolumeWriter:
-    """Writes one layout into one region (see the module docstring)."""
+    """Writes one layout into one region (see the module docstring). A layout may be written
+    again by a new writer, not by two at once: its files record which external data arrived."""
 
     def __init__(self, layout: VolumeLayout, region: Region) -> None:
         if region.length != layout.region_size:
