@@ -400,9 +400,7 @@ class AtvdiskLock:
             except OSError as e:
                 last_error = e
                 continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _flock_exclusive(fd):
                 pid = _pid_in(fd)
                 os.close(fd)
                 raise TargetBusy(
@@ -420,6 +418,25 @@ class AtvdiskLock:
         if self.fd is not None:
             _close(self.fd)  # closing drops the flock
             self.fd = None
+
+
+# A lock that stays taken this long is held, not probed: holder() (another atvdisk's checks) and
+# flock(1) probes take it shared for an instant, and an atvdisk that started then must not be
+# refused as "in use" (naming the previous holder's stale pid), as it was.
+LOCK_PROBE_GRACE = 1.0  # seconds
+
+
+def _flock_exclusive(fd: int) -> bool:
+    """Take ``fd``'s flock exclusively; False if somebody holds it beyond LOCK_PROBE_GRACE."""
+    deadline = time.monotonic() + LOCK_PROBE_GRACE
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
 
 def _pid_in(fd: int) -> int | None:
