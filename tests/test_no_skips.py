@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,31 @@ def test_quiet_or_no_terminal_output_does_not_hide_a_skip(tmp_path, extra):
     assert r.returncode == 1, r.stdout + r.stderr
 
 
+XDIST = ("-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "-ra")  # as .ci/setup runs the suite
+
+
+def test_under_xdist_every_way_on_any_worker_fails_the_run_and_is_named(tmp_path):
+    """Under pytest-xdist the tests run in worker processes: their skips and xfails (collection
+    included) must still reach the rule, each once, and -ra still lists them."""
+    for way, body in WAYS.items():
+        (tmp_path / f"test_way_{way.replace('-', '_')}.py").write_text(body)
+    r = run_suite(tmp_path, "def test_y():\n    pass\n", no_skips=True, extra=XDIST)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(r"2 workers", r.stdout), r.stdout  # really distributed
+    assert f"{len(WAYS)} test(s) skipped or xfailed: not allowed here (ATVDISK_NO_SKIPS=1)" in r.stdout, r.stdout
+    named = r.stdout.split("not allowed here", 1)[1]
+    for way in WAYS:
+        assert f"test_way_{way.replace('-', '_')}.py" in named, (way, r.stdout)
+    summary = r.stdout.split("short test summary info", 1)[1]
+    assert "SKIPPED" in summary and "XFAIL" in summary and "XPASS" in summary, r.stdout
+
+
+def test_under_xdist_a_suite_that_runs_everything_passes(tmp_path):
+    r = run_suite(tmp_path, "def test_y():\n    assert 1 + 1 == 2\n", no_skips=True, extra=XDIST)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 workers" in r.stdout and "2 passed" in r.stdout
+
+
 def test_a_suite_that_runs_everything_passes(tmp_path):
     r = run_suite(tmp_path, "def test_y():\n    assert 1 + 1 == 2\n", no_skips=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -73,9 +99,13 @@ def test_a_suite_that_runs_everything_passes(tmp_path):
 
 
 def test_ci_runs_the_suite_with_the_rule():
-    # .ci/run -> .ci/setup test -> pytest with ATVDISK_NO_SKIPS=1, and nothing deselected.
+    # .ci/run -> .ci/setup test -> pytest with ATVDISK_NO_SKIPS=1 on every core (the workers'
+    # skips are counted: test_under_xdist_*), and nothing deselected.
     assert "exec .ci/setup test" in (ROOT / ".ci" / "run").read_text()
     setup = (ROOT / ".ci" / "setup").read_text()
     test_branch = setup.split("    test)", 1)[1].split(";;", 1)[0]
     command = [line.strip() for line in test_branch.splitlines() if "-m pytest" in line]
-    assert command == ['ATVDISK_NO_SKIPS=1 .venv/bin/python -m pytest "$@"']
+    assert command == ['ATVDISK_NO_SKIPS=1 .venv/bin/python -m pytest -n auto "$@"']
+    # The suite's own options keep a parallel run safe: one unit per module, loop devices serial.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "--dist loadfile --no-loadscope-reorder" in config["addopts"] and "-ra" in config["addopts"].split()

@@ -21,8 +21,11 @@ from . import harness
 from .assets import GuestAssets
 from .errors import AssetError, GuestError, GuestScriptFailed
 
-# (test id, wall seconds, guest uptime at /init, guest uptime when the script started, outcome)
+# Boots made in this process and not yet attached to a test report: (test id, wall seconds, guest
+# uptime at /init, guest uptime when the script started, outcome). The report carries them to
+# tests/conftest.py, which prints them at the end (under pytest-xdist, from every worker).
 _BOOTS: list[tuple[str, float, float | None, float | None, str]] = []
+BOOT_PROPERTY = "kernel guest boot"  # the name of the report's user property
 
 
 @pytest.fixture(scope="session")
@@ -71,11 +74,13 @@ def _recording_runner(assets: GuestAssets, label: str) -> Callable[..., harness.
     return run
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _BOOTS:
-        return
-    terminalreporter.section("kernel guest boots")
-    for label, seconds, init, ready, outcome in _BOOTS:
-        guest = f"kernel to /init {init:.1f} s, to script {ready:.1f} s" if init and ready else "-"
-        terminalreporter.write_line(f"{seconds:6.1f} s wall  ({guest})  {outcome:<14} {label}")
-    terminalreporter.write_line(f"{len(_BOOTS)} boots, {sum(b[1] for b in _BOOTS):.1f} s in total")
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """The boots made while a test (or its fixtures) ran travel with that phase's report: a
+    worker's reports reach the controller, its module globals do not."""
+    outcome = yield
+    report = outcome.get_result()
+    if _BOOTS:
+        # A new list: the report shares item.user_properties with the test's other phases.
+        report.user_properties = [*report.user_properties, *((BOOT_PROPERTY, boot) for boot in _BOOTS)]
+        _BOOTS.clear()
