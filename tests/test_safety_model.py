@@ -57,6 +57,19 @@ def traced(tmp_path: Path, *args, **kw) -> tuple[subprocess.CompletedProcess, Pa
 
 
 @contextlib.contextmanager
+def mounted_ext4(dev: str, tmp_path: Path):
+    """``dev`` made ext4 and mounted (unmounted afterwards): the mount point."""
+    subprocess.run(["mkfs.ext4", "-q", dev], check=True)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", dev, str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@contextlib.contextmanager
 def frozen(mountpoint: Path):
     """The filesystem at ``mountpoint`` frozen (fsfreeze): nothing it holds reaches its device
     meanwhile, so the device's digest can only change if someone else writes to it."""
@@ -154,27 +167,20 @@ def test_dry_run_on_the_system_disk_would_be_refused(tmp_path):
 @needs_root
 def test_dry_run_on_a_mounted_disk_would_be_refused_and_unmounts_nothing(loop, tmp_path):
     dev = loop(4 << 30)
-    subprocess.run(["mkfs.ext4", "-q", dev], check=True)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", dev, str(mnt)], check=True)
-    try:
-        with frozen(mnt):
-            before = device_digest(dev)
-            r, trace = traced(tmp_path, "build", dev, "--example", "--dry-run")
-            clean(r)
-            assert r.returncode == 3, r.stderr
-            assert "would be refused" in r.stderr and "mounted" in r.stderr
-            # With --unmount the real run would go on (after the confirmation): so does the dry
-            # run, and it unmounts nothing.
-            r, trace2 = traced(tmp_path, "build", dev, "--example", "--dry-run", "--unmount")
-            clean(r)
-            assert r.returncode == 0, r.stderr
-            assert subprocess.run(["findmnt", "-n", str(mnt)], capture_output=True).returncode == 0
-            assert device_digest(dev) == before
-            assert opened_for_writing(trace, dev) == [] and opened_for_writing(trace2, dev) == []
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    with mounted_ext4(dev, tmp_path) as mnt, frozen(mnt):
+        before = device_digest(dev)
+        r, trace = traced(tmp_path, "build", dev, "--example", "--dry-run")
+        clean(r)
+        assert r.returncode == 3, r.stderr
+        assert "would be refused" in r.stderr and "mounted" in r.stderr
+        # With --unmount the real run would go on (after the confirmation): so does the dry
+        # run, and it unmounts nothing.
+        r, trace2 = traced(tmp_path, "build", dev, "--example", "--dry-run", "--unmount")
+        clean(r)
+        assert r.returncode == 0, r.stderr
+        assert subprocess.run(["findmnt", "-n", str(mnt)], capture_output=True).returncode == 0
+        assert device_digest(dev) == before
+        assert opened_for_writing(trace, dev) == [] and opened_for_writing(trace2, dev) == []
 
 
 @pytest.mark.root
@@ -480,20 +486,13 @@ def test_write_dry_run_on_the_system_disk_would_be_refused(raw_image, tmp_path):
 @needs_root
 def test_write_dry_run_on_a_mounted_disk_would_be_refused(loop, tmp_path, raw_image):
     dev = loop(64 << 20)
-    subprocess.run(["mkfs.ext4", "-q", dev], check=True)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", dev, str(mnt)], check=True)
-    try:
-        with frozen(mnt):
-            before = device_digest(dev)
-            r, trace = traced(tmp_path, "write", raw_image, dev, "--dry-run")
-            clean(r)
-            assert r.returncode == 3, r.stderr
-            assert "would be refused" in r.stderr and "mounted" in r.stderr
-            assert device_digest(dev) == before and opened_for_writing(trace, dev) == []
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    with mounted_ext4(dev, tmp_path) as mnt, frozen(mnt):
+        before = device_digest(dev)
+        r, trace = traced(tmp_path, "write", raw_image, dev, "--dry-run")
+        clean(r)
+        assert r.returncode == 3, r.stderr
+        assert "would be refused" in r.stderr and "mounted" in r.stderr
+        assert device_digest(dev) == before and opened_for_writing(trace, dev) == []
 
 
 @pytest.mark.root

@@ -183,10 +183,7 @@ class BlockDeviceSession:
             fd = os.open(self.path, os.O_RDWR | os.O_EXCL | os.O_CLOEXEC)
         except OSError as e:
             if e.errno == errno.EBUSY:
-                raise TargetBusy(
-                    f"{self.path} is in use (a mounted partition, LVM/RAID, or another program has it open exclusively)",
-                    hint=f"see `atvdisk devices` and `lsblk {self.path}`; unmount it or pass --unmount",
-                ) from None
+                raise held_exclusively(self.path) from None
             raise _open_error(self.path, e) from None
         self._excl_fd = fd
         try:
@@ -437,6 +434,14 @@ def _flock_exclusive(fd: int) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
+
+
+def held_exclusively(path: str) -> TargetBusy:
+    """The refusal when opening ``path`` with O_EXCL says EBUSY."""
+    return TargetBusy(
+        f"{path} is in use (a mounted partition, LVM/RAID, or another program has it open exclusively)",
+        hint=f"see `atvdisk devices` and `lsblk {path}`; unmount it or pass --unmount",
+    )
 
 
 def _pid_in(fd: int) -> int | None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atvdisk.errors import DiskTooSmall, TargetRefused, UsageError
-from atvdisk.target.blockdev import AtvdiskLock, TargetBusy
+from atvdisk.target.blockdev import AtvdiskLock, TargetBusy, held_exclusively
 from atvdisk.target.checks import (
     UNMOUNTABLE,
     ConsoleLike,
@@ -166,10 +166,7 @@ def _refuse_if_held_exclusively(node: str) -> None:
         fd = os.open(node, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
     except OSError as e:
         if e.errno == errno.EBUSY:
-            raise TargetBusy(
-                f"{node} is in use (a mounted partition, LVM/RAID, or another program has it open exclusively)",
-                hint=f"see `atvdisk devices` and `lsblk {node}`; unmount it or pass --unmount",
-            ) from None
+            raise held_exclusively(node) from None
         return  # permission and the like: said by the checks after this one
     os.close(fd)
 
